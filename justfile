@@ -1,0 +1,38 @@
+# authgraph tasks. `just` is optional: each recipe is a plain command you can copy.
+
+default:
+    @just --list
+
+# Start the machine's PostgreSQL if it is down.
+db-up:
+    pg_isready -h 127.0.0.1 -p 5432 -q || pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start
+
+# Drop and recreate the development database.
+db-reset: db-up
+    psql -h 127.0.0.1 -U postgres -c 'drop database if exists authgraph with (force)'
+    cargo run -- migrate
+
+# Apply pending migrations.
+migrate:
+    cargo run -- migrate
+
+# Run the service with GraphiQL at http://127.0.0.1:8080/graphiql.
+run:
+    cargo run
+
+# Regenerate schema.graphql from the code.
+schema:
+    cargo run -q -- print-schema > schema.graphql
+
+fmt:
+    cargo fmt
+
+lint:
+    cargo clippy --all-targets -- -D warnings
+
+test: db-up
+    cargo test
+
+# Everything CI runs.
+ci:
+    bash .ci/run

@@ -1,0 +1,307 @@
+//! Auth logic: the use cases (register, login, authenticate, ...) as async functions over
+//! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
+
+pub mod error;
+pub mod input;
+pub mod jwt;
+pub mod password;
+pub mod refresh_token;
+
+use std::{net::IpAddr, sync::Arc, time::Duration};
+
+use chrono::Utc;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tracing::{info, instrument};
+use uuid::Uuid;
+
+pub use error::{AuthError, TokenProblem};
+use input::{DisplayName, Email, Password};
+use jwt::JwtKeys;
+use password::PasswordHasher;
+use refresh_token::PlainToken;
+
+use crate::db::{
+    self, DbConn, DbPool,
+    sessions::{NewSession, Session},
+    users::{NewUser, Role, User},
+};
+
+/// Longest user agent kept with a session.
+const USER_AGENT_MAX: usize = 256;
+
+/// Lifetimes of tokens and sessions.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Lifetime of each refresh token, so also a session's idle timeout.
+    pub refresh_ttl: Duration,
+    /// Absolute lifetime of a session.
+    pub session_max_lifetime: Duration,
+    /// How long a rotated refresh token still yields the same successor pair.
+    pub refresh_grace: Duration,
+}
+
+/// Who is calling, as far as auth decisions care.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// The `User-Agent` header, kept with new sessions.
+    pub user_agent: Option<String>,
+    /// The client address (after trusted-proxy resolution).
+    pub ip: Option<IpAddr>,
+}
+
+/// A freshly issued token pair with its session and user.
+#[derive(Debug)]
+pub struct Issued {
+    /// The signed-in user.
+    pub user: User,
+    /// The session the pair belongs to.
+    pub session_id: Uuid,
+    /// The JWT access token.
+    pub access_token: String,
+    /// The opaque refresh token.
+    pub refresh_token: PlainToken,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: i64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The caller, read fresh from the database.
+    pub user: User,
+    /// The session of the access token.
+    pub session_id: Uuid,
+}
+
+impl Viewer {
+    /// May this caller see the private fields of `user_id`?
+    pub fn may_read_private(&self, user_id: Uuid) -> bool {
+        self.user.id == user_id || self.user.role == Role::Admin
+    }
+}
+
+/// The auth service: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct Auth {
+    db: DbPool,
+    keys: Arc<JwtKeys>,
+    passwords: PasswordHasher,
+    policy: Policy,
+}
+
+impl Auth {
+    /// Wires the service.
+    pub fn new(db: DbPool, keys: Arc<JwtKeys>, passwords: PasswordHasher, policy: Policy) -> Self {
+        Self {
+            db,
+            keys,
+            passwords,
+            policy,
+        }
+    }
+
+    /// The signing and verification keys.
+    pub fn keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+
+    /// The connection pool.
+    pub fn db(&self) -> &DbPool {
+        &self.db
+    }
+
+    /// The password hasher (for its queue metrics).
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.passwords
+    }
+
+    async fn conn(&self) -> Result<DbConn<'_>, AuthError> {
+        Ok(self.db.get().await?)
+    }
+
+    /// Creates an account and signs it in.
+    #[instrument(skip_all, fields(user.id))]
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        display_name: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
+        let email = Email::parse(email, "email")?;
+        let password = Password::new_password(password, "password")?;
+        let display_name = display_name.map(DisplayName::parse).transpose()?;
+        // Hash before taking a connection: a connection is never held across argon2.
+        let password_hash = self.passwords.hash(password).await?;
+
+        let mut conn = self.conn().await?;
+        let issued = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let new = NewUser {
+                    email: email.as_str(),
+                    password_hash: &password_hash,
+                    display_name: display_name.as_ref().map(DisplayName::as_str),
+                };
+                let user = db::users::insert(conn, &new).await.map_err(|e| match e {
+                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
+                        if info.constraint_name() == Some("users_email_key") =>
+                    {
+                        AuthError::EmailTaken
+                    }
+                    other => other.into(),
+                })?;
+                self.open_session(conn, user, client).await
+            })
+            .await?;
+        tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
+        info!(session.id = %issued.session_id, "user registered");
+        Ok(issued)
+    }
+
+    /// Checks credentials and opens a session. Unknown email and wrong password fail
+    /// alike, at the same cost.
+    #[instrument(skip_all, fields(user.id))]
+    pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
+        let email = Email::parse(email, "email")?;
+        let password = Password::candidate(password);
+        let user = {
+            let mut conn = self.conn().await?;
+            db::users::find_by_email(&mut conn, email.as_str()).await?
+        };
+        let matched = self
+            .passwords
+            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await?;
+        let user = match user {
+            Some(user) if matched => user,
+            other => {
+                if let Some(user) = other {
+                    tracing::Span::current().record("user.id", tracing::field::display(user.id));
+                }
+                info!("login failed: invalid credentials");
+                return Err(AuthError::InvalidCredentials);
+            }
+        };
+        tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        let mut conn = self.conn().await?;
+        let issued = conn
+            .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)
+            .await?;
+        info!(session.id = %issued.session_id, "login succeeded");
+        Ok(issued)
+    }
+
+    /// Starts a session for `user` and issues its first token pair.
+    async fn open_session(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: User,
+        client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
+        let now = Utc::now();
+        let absolute = now + self.policy.session_max_lifetime;
+        let expires = (now + self.policy.refresh_ttl).min(absolute);
+        let user_agent = client
+            .user_agent
+            .as_deref()
+            .map(|ua| truncate(ua, USER_AGENT_MAX));
+        let session = db::sessions::insert(
+            conn,
+            &NewSession {
+                user_id: user.id,
+                user_agent,
+                expires_at: expires,
+                absolute_expires_at: absolute,
+            },
+        )
+        .await?;
+        let refresh_token = PlainToken::generate()?;
+        db::refresh_tokens::insert(conn, &refresh_token.hash().0, session.id, expires).await?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        Ok(Issued {
+            user,
+            session_id: session.id,
+            access_token,
+            refresh_token,
+            expires_in: self.keys.ttl().as_secs(),
+            refresh_expires_in: (expires - now).num_seconds(),
+        })
+    }
+
+    /// Turns an `Authorization` header value into the caller: a valid access token of a
+    /// live session, whose user is read fresh (role changes apply at once).
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Viewer, AuthError> {
+        let header = authorization.ok_or(AuthError::Unauthenticated(TokenProblem::Missing))?;
+        let token = bearer_token(header).ok_or(AuthError::Unauthenticated(TokenProblem::Malformed))?;
+        let claims = self.keys.verify(token).map_err(AuthError::Unauthenticated)?;
+        let mut conn = self.conn().await?;
+        let user = db::sessions::find_live_owner(&mut conn, claims.sid, claims.sub)
+            .await?
+            .ok_or(AuthError::Unauthenticated(TokenProblem::Revoked))?;
+        Ok(Viewer {
+            user,
+            session_id: claims.sid,
+        })
+    }
+
+    /// A user by id.
+    pub async fn find_user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
+        let mut conn = self.conn().await?;
+        Ok(db::users::find(&mut conn, id).await?)
+    }
+
+    /// Users by id, in one query; unknown ids are absent.
+    pub async fn find_users(&self, ids: &[Uuid]) -> Result<Vec<User>, AuthError> {
+        let mut conn = self.conn().await?;
+        Ok(db::users::find_many(&mut conn, ids).await?)
+    }
+
+    /// The live sessions of a user.
+    pub async fn sessions_of(&self, user_id: Uuid) -> Result<Vec<Session>, AuthError> {
+        let mut conn = self.conn().await?;
+        Ok(db::sessions::list_live(&mut conn, user_id).await?)
+    }
+
+    /// Sets a user's role by email (operator command); answers whether the user exists.
+    pub async fn set_role(&self, email: &str, role: Role) -> Result<bool, AuthError> {
+        let email = Email::parse(email, "email")?;
+        let mut conn = self.conn().await?;
+        let changed = db::users::set_role(&mut conn, email.as_str(), role).await? > 0;
+        Ok(changed)
+    }
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_required_and_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("abc"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer a b"), None);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("ééé", 2), "éé");
+        assert_eq!(truncate("ab", 5), "ab");
+    }
+}

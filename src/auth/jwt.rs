@@ -1,0 +1,446 @@
+//! Access tokens: JWTs signed with an asymmetric key (ES256 by default, EdDSA per key),
+//! verified with the algorithm pinned by the key, never by the token (RFC 8725).
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, anyhow, bail};
+use aws_lc_rs::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64URL};
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::error::TokenProblem;
+use crate::db::users::Role;
+
+/// The `typ` header of our access tokens (RFC 9068), so no other JWT passes as one.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+const LEEWAY_SECONDS: u64 = 30;
+
+/// The algorithm a key signs with; fixed by the key's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// ECDSA on P-256 with SHA-256: the default, verified by every common gateway.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl KeyAlgorithm {
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+
+    /// Parses `ES256` or `EdDSA` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "es256" => Some(Self::Es256),
+            "eddsa" | "ed25519" => Some(Self::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// One signing key with everything derived from it.
+pub struct SigningKey {
+    kid: String,
+    alg: KeyAlgorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation_template: Algorithm,
+    jwk: serde_json::Value,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Generates a new key; returns it with its PKCS#8 PEM, the form `JWT_KEYS` takes.
+    pub fn generate(alg: KeyAlgorithm) -> anyhow::Result<(Self, SecretString)> {
+        let rng = SystemRandom::new();
+        let der = match alg {
+            KeyAlgorithm::Es256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
+            KeyAlgorithm::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng),
+        }
+        .map_err(|_| anyhow!("generating a key"))?;
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        Ok((Self::from_pkcs8_der(der.as_ref())?, SecretString::from(pem)))
+    }
+
+    /// Reads a PKCS#8 DER private key; its type decides the algorithm.
+    pub fn from_pkcs8_der(der: &[u8]) -> anyhow::Result<Self> {
+        if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+            // Uncompressed SEC1 point: 0x04 || x || y.
+            let point = pair.public_key().as_ref();
+            anyhow::ensure!(point.len() == 65 && point[0] == 4, "unexpected P-256 public key");
+            let (x, y) = (B64URL.encode(&point[1..33]), B64URL.encode(&point[33..]));
+            let kid = thumbprint(&json!({"crv": "P-256", "kty": "EC", "x": x, "y": y}));
+            let decoding = DecodingKey::from_ec_components(&x, &y).context("P-256 public key")?;
+            let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y,
+                "kid": kid, "alg": "ES256", "use": "sig"});
+            return Ok(Self::assemble(
+                kid,
+                KeyAlgorithm::Es256,
+                EncodingKey::from_ec_der(der),
+                decoding,
+                jwk,
+            ));
+        }
+        if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+            let x = B64URL.encode(pair.public_key().as_ref());
+            let kid = thumbprint(&json!({"crv": "Ed25519", "kty": "OKP", "x": x}));
+            let decoding = DecodingKey::from_ed_components(&x).context("Ed25519 public key")?;
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x,
+                "kid": kid, "alg": "EdDSA", "use": "sig"});
+            return Ok(Self::assemble(
+                kid,
+                KeyAlgorithm::EdDsa,
+                EncodingKey::from_ed_der(der),
+                decoding,
+                jwk,
+            ));
+        }
+        bail!("not a PKCS#8 P-256 (ES256) or Ed25519 (EdDSA) private key")
+    }
+
+    fn assemble(
+        kid: String,
+        alg: KeyAlgorithm,
+        encoding: EncodingKey,
+        decoding: DecodingKey,
+        jwk: serde_json::Value,
+    ) -> Self {
+        Self {
+            kid,
+            alg,
+            encoding,
+            decoding,
+            validation_template: alg.jwt(),
+            jwk,
+        }
+    }
+
+    /// The key id: its RFC 7638 thumbprint, the same on every replica.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm it signs with.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.alg
+    }
+}
+
+/// RFC 7638: SHA-256 over the required members in lexicographic order.
+fn thumbprint(required: &serde_json::Value) -> String {
+    // serde_json without `preserve_order` writes object keys sorted, as RFC 7638 needs.
+    let canonical = required.to_string();
+    B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        canonical.as_bytes(),
+    ))
+}
+
+/// Reads every PKCS#8 PEM block of a text, in order.
+pub fn parse_pem_bundle(text: &str) -> anyhow::Result<Vec<SigningKey>> {
+    // Env files often carry PEM on one line with literal `\n`.
+    let text = if text.contains('\n') {
+        text.to_owned()
+    } else {
+        text.replace("\\n", "\n")
+    };
+    let blocks = pem::parse_many(text.as_bytes()).context("JWT_KEYS is not valid PEM")?;
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            anyhow::ensure!(
+                block.tag() == "PRIVATE KEY",
+                "JWT_KEYS key {} is not a PKCS#8 `PRIVATE KEY`",
+                i + 1
+            );
+            SigningKey::from_pkcs8_der(block.contents()).with_context(|| format!("JWT_KEYS key {}", i + 1))
+        })
+        .collect()
+}
+
+/// Loads the keys from `JWT_KEYS` (PEM text, or comma-separated PEM file paths), or in
+/// development from `<DATA_DIR>/keys`, generating a key there on first start.
+pub fn load_keys(configured: Option<&SecretString>, dev_dir: &Path) -> anyhow::Result<Vec<SigningKey>> {
+    let keys = match configured {
+        Some(value) if value.expose_secret().contains("-----BEGIN") => {
+            parse_pem_bundle(value.expose_secret())?
+        }
+        Some(paths) => {
+            let mut keys = Vec::new();
+            for path in paths
+                .expose_secret()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("JWT_KEYS: reading key file `{path}`"))?;
+                keys.extend(parse_pem_bundle(&text).with_context(|| format!("JWT_KEYS: key file `{path}`"))?);
+            }
+            keys
+        }
+        None => {
+            let path = dev_dir.join("keys");
+            if !path.exists() {
+                let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256)?;
+                write_private(&path, pem.expose_secret())?;
+                tracing::info!(path = %path.display(), "generated a development signing key");
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading development keys from {}", path.display()))?;
+            parse_pem_bundle(&text).with_context(|| format!("development keys in {}", path.display()))?
+        }
+    };
+    anyhow::ensure!(!keys.is_empty(), "JWT_KEYS holds no key");
+    Ok(keys)
+}
+
+/// Writes a file readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        builder.mode(0o700);
+        builder
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// The claims of an access token.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer (`JWT_ISSUER`).
+    pub iss: String,
+    /// Audience (`JWT_AUDIENCE`).
+    pub aud: String,
+    /// The user id.
+    pub sub: Uuid,
+    /// The session id.
+    pub sid: Uuid,
+    /// `USER` or `ADMIN`, as of issue.
+    pub role: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: i64,
+    /// Expires at (seconds since the epoch).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: Uuid,
+}
+
+/// The configured keys: the first signs, all verify.
+pub struct JwtKeys {
+    keys: Vec<SigningKey>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    jwks: String,
+}
+
+impl JwtKeys {
+    /// Takes keys newest first.
+    pub fn new(keys: Vec<SigningKey>, issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
+        anyhow::ensure!(!keys.is_empty(), "at least one signing key is needed");
+        let mut kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+        kids.sort_unstable();
+        kids.dedup();
+        anyhow::ensure!(kids.len() == keys.len(), "JWT_KEYS lists the same key twice");
+        let jwks = json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() }).to_string();
+        Ok(Self {
+            keys,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            ttl,
+            jwks,
+        })
+    }
+
+    /// The JWK Set document served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> &str {
+        &self.jwks
+    }
+
+    /// Access token lifetime.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The key that signs new tokens.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.keys[0]
+    }
+
+    /// Signs an access token for a session.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<String> {
+        let key = self.signing_key();
+        let iat = now.timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            role: role.as_str().to_owned(),
+            iat,
+            exp: iat + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            jti: Uuid::new_v4(),
+        };
+        let mut header = Header::new(key.alg.jwt());
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        jsonwebtoken::encode(&header, &claims, &key.encoding).context("signing an access token")
+    }
+
+    /// Verifies an access token: known `kid`, that key's algorithm, `typ`, signature,
+    /// `iss`, `aud`, `exp` (with a small leeway).
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenProblem> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Malformed)?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenProblem::Invalid);
+        }
+        // The key is looked up by `kid`; its algorithm, not the token's, decides.
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid == kid))
+            .ok_or(TokenProblem::Invalid)?;
+        if header.alg != key.validation_template {
+            return Err(TokenProblem::Invalid);
+        }
+        let mut validation = Validation::new(key.validation_template);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        match jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenProblem::Expired),
+            Err(_) => Err(TokenProblem::Invalid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(alg: KeyAlgorithm) -> JwtKeys {
+        let (key, _) = SigningKey::generate(alg).unwrap();
+        JwtKeys::new(vec![key], "authgraph", "authgraph", Duration::from_secs(900)).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_claims() {
+        for alg in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
+            let keys = keys(alg);
+            let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+            let token = keys.issue(user, session, Role::Admin, Utc::now()).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(header.kid.as_deref(), Some(keys.signing_key().kid()));
+            let claims = keys.verify(&token).unwrap();
+            assert_eq!(
+                (claims.sub, claims.sid, claims.role.as_str()),
+                (user, session, "ADMIN")
+            );
+            assert_eq!(claims.exp - claims.iat, 900);
+        }
+    }
+
+    #[test]
+    fn pem_round_trips_and_keeps_the_kid() {
+        for alg in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
+            let (key, pem) = SigningKey::generate(alg).unwrap();
+            let parsed = parse_pem_bundle(pem.expose_secret()).unwrap();
+            assert_eq!(parsed[0].kid(), key.kid());
+            assert_eq!(parsed[0].algorithm(), alg);
+            let one_line = pem.expose_secret().replace('\n', "\\n");
+            assert_eq!(parse_pem_bundle(&one_line).unwrap()[0].kid(), key.kid());
+        }
+    }
+
+    #[test]
+    fn older_keys_verify_and_the_newest_signs() {
+        let (old, _) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+        let old_keys = JwtKeys::new(vec![old], "authgraph", "authgraph", Duration::from_secs(60)).unwrap();
+        let old_token = old_keys
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap();
+        let (new, _) = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
+        let (old_again, _) = (old_keys.keys.into_iter().next().unwrap(), ());
+        let rotated = JwtKeys::new(
+            vec![new, old_again],
+            "authgraph",
+            "authgraph",
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(rotated.verify(&old_token).is_ok());
+        let fresh = rotated
+            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().alg, Algorithm::EdDSA);
+        let jwks: serde_json::Value = serde_json::from_str(rotated.jwks()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        assert!(jwks.to_string().find("\"d\"").is_none(), "private part published");
+    }
+
+    #[test]
+    fn the_same_key_twice_is_refused() {
+        let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+        let twice = format!("{}{}", pem.expose_secret(), pem.expose_secret());
+        let keys = parse_pem_bundle(&twice).unwrap();
+        assert!(JwtKeys::new(keys, "a", "b", Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc_7638_example_shape() {
+        // Key order must be lexicographic for the thumbprint to be portable.
+        let v = json!({"kty": "EC", "crv": "P-256", "x": "a", "y": "b"});
+        assert_eq!(v.to_string(), r#"{"crv":"P-256","kty":"EC","x":"a","y":"b"}"#);
+    }
+}

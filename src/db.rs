@@ -1,0 +1,182 @@
+//! Storage: the connection pool, embedded migrations, and one module of queries per table.
+//!
+//! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
+
+pub mod refresh_tokens;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::{
+    AsyncConnection, AsyncPgConnection, RunQueryDsl,
+    async_connection_wrapper::AsyncConnectionWrapper,
+    pooled_connection::{AsyncDieselConnectionManager, bb8},
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// Migrations compiled into the binary, so a deployment needs no migration files or CLI.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The connection pool shared by every request.
+pub type DbPool = bb8::Pool<AsyncPgConnection>;
+
+/// A connection checked out of [`DbPool`].
+pub type DbConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
+
+/// Builds the pool without connecting, so the service starts (and reports not ready)
+/// while the database is down, and recovers on its own when it comes back.
+pub fn pool(url: &str, max_size: u32, timeout: Duration) -> DbPool {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    bb8::Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(timeout)
+        // Connections broken by a database restart are dropped when they fail; the
+        // reaper bounds how long an idle one lingers.
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .build_unchecked(manager)
+}
+
+/// Answers whether the database takes a trivial query.
+pub async fn ping(pool: &DbPool) -> bool {
+    let Ok(mut conn) = pool.get().await else {
+        return false;
+    };
+    diesel::sql_query("select 1").execute(&mut conn).await.is_ok()
+}
+
+/// Splits a connection URL into the database name and the URL of the `postgres`
+/// maintenance database on the same server.
+fn maintenance_url(url: &str) -> anyhow::Result<(String, String)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let slash = base
+        .rfind('/')
+        .filter(|i| *i > "postgres://".len() - 1)
+        .context("DATABASE_URL has no database name")?;
+    let name = base[slash + 1..].to_owned();
+    anyhow::ensure!(!name.is_empty(), "DATABASE_URL has no database name");
+    let mut admin = format!("{}/postgres", &base[..slash]);
+    if !query.is_empty() {
+        admin = format!("{admin}?{query}");
+    }
+    Ok((name, admin))
+}
+
+/// Creates the database named by `url` when it does not exist yet (development).
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+
+    let (name, admin_url) = maintenance_url(url)?;
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .context("connecting to the `postgres` database to create the service's database")?;
+    let exists: bool = diesel::select(
+        sql::<Bool>("exists (select 1 from pg_database where datname = ")
+            .bind::<Text, _>(&name)
+            .sql(")"),
+    )
+    .get_result(&mut conn)
+    .await
+    .context("looking up the database")?;
+    if exists {
+        return Ok(false);
+    }
+    let quoted = name.replace('"', "\"\"");
+    match diesel::sql_query(format!("create database \"{quoted}\""))
+        .execute(&mut conn)
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Another replica created it between our check and our create.
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e).context("creating the database"),
+    }
+}
+
+/// Applies every pending embedded migration.
+pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .context("connecting to run migrations")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+    .await
+    .context("migration task")?
+}
+
+/// Reverts every migration, newest first, then applies them all again: proves each
+/// `down.sql` undoes its `up.sql`.
+pub async fn redo_all_migrations(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
+        conn.revert_all_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("reverting migrations: {e}"))?;
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("re-applying migrations: {e}"))?;
+        Ok(())
+    })
+    .await
+    .context("migration task")?
+}
+
+/// Names of the user tables that exist, for the migration round-trip test.
+pub async fn table_names(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<String>> {
+    diesel::table! {
+        information_schema.tables (table_name) {
+            table_name -> Text,
+            table_schema -> Text,
+        }
+    }
+    tables::table
+        .filter(tables::table_schema.eq("public"))
+        .filter(tables::table_name.ne("__diesel_schema_migrations"))
+        .select(tables::table_name)
+        .order(tables::table_name)
+        .load(conn)
+        .await
+}
+
+/// Is the database itself unreachable (as opposed to a query being wrong)?
+pub fn is_unavailable(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.contains("connection") || m.contains("terminating") || m.contains("shutting down")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maintenance_url;
+
+    #[test]
+    fn maintenance_url_keeps_server_and_options() {
+        let (name, admin) =
+            maintenance_url("postgres://postgres@127.0.0.1:5432/authgraph?sslmode=disable").unwrap();
+        assert_eq!(name, "authgraph");
+        assert_eq!(
+            admin,
+            "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+        );
+        assert!(maintenance_url("postgres://host").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! Queries on `sessions`.
+
+use chrono::{DateTime, Utc};
+use diesel::{pg::Pg, prelude::*};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::{sessions, users};
+use super::users::User;
+
+/// A row of `sessions`.
+#[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = sessions, check_for_backend(Pg))]
+pub struct Session {
+    /// The `sid` of its access tokens.
+    pub id: Uuid,
+    /// Whose session.
+    pub user_id: Uuid,
+    /// The client that logged in.
+    pub user_agent: Option<String>,
+    /// Login time.
+    pub created_at: DateTime<Utc>,
+    /// Last login or refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// Expiry of the current refresh token.
+    pub expires_at: DateTime<Utc>,
+    /// Hard end of the session.
+    pub absolute_expires_at: DateTime<Utc>,
+    /// Set when the session was ended.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Why it was ended.
+    pub revoked_reason: Option<String>,
+}
+
+/// A session about to be inserted.
+#[derive(Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    /// Whose session.
+    pub user_id: Uuid,
+    /// The client that logged in, truncated.
+    pub user_agent: Option<&'a str>,
+    /// Expiry of the first refresh token.
+    pub expires_at: DateTime<Utc>,
+    /// Hard end of the session.
+    pub absolute_expires_at: DateTime<Utc>,
+}
+
+/// Inserts a session.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewSession<'_>) -> QueryResult<Session> {
+    diesel::insert_into(sessions::table)
+        .values(new)
+        .returning(Session::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The owner of a live session (not revoked, not expired) when it belongs to `user_id`:
+/// the one query behind every authenticated request.
+pub async fn find_live_owner(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    user_id: Uuid,
+) -> QueryResult<Option<User>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(session_id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The live sessions of a user, newest first.
+pub async fn list_live(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
+        .order(sessions::created_at.desc())
+        .select(Session::as_select())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,148 @@
+//! Queries on `users`.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    deserialize::{self, FromSql, FromSqlRow},
+    expression::AsExpression,
+    pg::{Pg, PgValue},
+    prelude::*,
+    serialize::{self, Output, ToSql},
+    sql_types::Text,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::users;
+
+/// What a user may do beyond their own account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum Role {
+    /// A regular account.
+    User,
+    /// May read every user's private fields.
+    Admin,
+}
+
+impl Role {
+    /// The stored (and GraphQL) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "USER",
+            Self::Admin => "ADMIN",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "USER" => Some(Self::User),
+            "ADMIN" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl ToSql<Text, Pg> for Role {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for Role {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let s = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Self::parse(&s).ok_or_else(|| format!("unknown role `{s}`").into())
+    }
+}
+
+/// A row of `users`.
+#[derive(Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users, check_for_backend(Pg))]
+pub struct User {
+    /// Opaque random id.
+    pub id: Uuid,
+    /// Normalised email address.
+    pub email: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Optional name shown to others.
+    pub display_name: Option<String>,
+    /// USER or ADMIN.
+    pub role: Role,
+    /// When the address was proven.
+    pub email_verified_at: Option<DateTime<Utc>>,
+    /// Row creation.
+    pub created_at: DateTime<Utc>,
+    /// Last profile change.
+    pub updated_at: DateTime<Utc>,
+}
+
+// The email and the hash stay out of every Debug output, so a stray `?user` in a log
+// line leaks neither.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user about to be inserted.
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    /// Normalised email address.
+    pub email: &'a str,
+    /// argon2id PHC string.
+    pub password_hash: &'a str,
+    /// Optional display name.
+    pub display_name: Option<&'a str>,
+}
+
+/// Inserts a user; a taken email fails with a unique violation on `users_email_key`.
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Finds a user by normalised email.
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Finds a user by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Finds every user whose id is listed, in one query.
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<User>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)
+        .await
+}
+
+/// Sets the role of the user with this normalised email; answers how many rows changed.
+pub async fn set_role(conn: &mut AsyncPgConnection, email: &str, role: Role) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::email.eq(email)))
+        .set((users::role.eq(role), users::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}

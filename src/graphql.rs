@@ -1,0 +1,81 @@
+//! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
+
+pub mod context;
+pub mod error;
+pub mod guards;
+pub mod limits;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+
+use crate::{config::GraphqlLimits, state::AppState};
+
+/// The service's schema type.
+pub type AuthSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+
+fn builder(
+    limits: &GraphqlLimits,
+) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
+    let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+        .enable_federation()
+        .extension(error::ErrorCodes)
+        .extension(limits::DocumentLimits {
+            max_aliases: limits.max_aliases,
+            introspection: limits.introspection,
+        })
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_directives(limits.max_directives)
+        .limit_recursive_depth(limits.max_recursive_depth);
+    if !limits.introspection {
+        // `_service { sdl }` keeps working: gateways compose us with introspection off.
+        builder = builder.disable_introspection();
+    }
+    if !limits.suggestions {
+        builder = builder.disable_suggestions();
+    }
+    builder
+}
+
+/// Builds the schema served at `/graphql`.
+pub fn build_schema(state: AppState) -> AuthSchema {
+    builder(&state.config.graphql.clone()).data(state).finish()
+}
+
+/// The federation SDL, as `authgraph print-schema` prints it and `schema.graphql` holds it.
+pub fn sdl() -> String {
+    let limits = GraphqlLimits {
+        max_depth: 10,
+        max_complexity: 200,
+        max_aliases: 10,
+        max_directives: 10,
+        max_recursive_depth: 32,
+        introspection: true,
+        suggestions: true,
+    };
+    builder(&limits)
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().federation())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `schema.graphql` is generated: regenerate it with `cargo run -- print-schema > schema.graphql`.
+    #[test]
+    fn schema_file_is_in_sync_with_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        let current = super::sdl();
+        if on_disk != current {
+            if std::env::var_os("UPDATE_SCHEMA").is_some() {
+                std::fs::write(path, &current).expect("writing schema.graphql");
+            } else {
+                panic!(
+                    "schema.graphql is stale: run `just schema` (or UPDATE_SCHEMA=1 cargo test schema_file)"
+                );
+            }
+        }
+    }
+}

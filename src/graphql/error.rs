@@ -1,0 +1,199 @@
+//! The only place errors get their GraphQL `extensions.code`: `AuthError` for resolver
+//! failures, and an extension that codes parse and validation failures.
+
+use std::sync::Arc;
+
+use async_graphql::{
+    ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
+    },
+    parser::types::ExecutableDocument,
+};
+
+use crate::auth::AuthError;
+
+/// Codes of API.md ("Errors").
+pub mod code {
+    /// The document does not parse.
+    pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
+    /// The document breaks the schema or a limit.
+    pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+    /// No valid access token where one is required.
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    /// Signed in but not allowed.
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    /// Validation of an input failed.
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    /// Email already registered.
+    pub const EMAIL_TAKEN: &str = "EMAIL_TAKEN";
+    /// Wrong email or password.
+    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
+    /// Unusable refresh, verification or reset token.
+    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
+    /// Rotated refresh token presented again.
+    pub const TOKEN_REUSED: &str = "TOKEN_REUSED";
+    /// Too many attempts.
+    pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// Database unreachable.
+    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
+    /// Anything else.
+    pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
+}
+
+/// The code an `AuthError` answers with.
+pub fn code_of(err: &AuthError) -> &'static str {
+    match err {
+        AuthError::InvalidInput { .. } => code::BAD_USER_INPUT,
+        AuthError::EmailTaken => code::EMAIL_TAKEN,
+        AuthError::InvalidCredentials => code::INVALID_CREDENTIALS,
+        AuthError::Unauthenticated(_) => code::UNAUTHENTICATED,
+        AuthError::Forbidden => code::FORBIDDEN,
+        AuthError::InvalidToken => code::INVALID_TOKEN,
+        AuthError::TokenReused => code::TOKEN_REUSED,
+        AuthError::RateLimited { .. } => code::RATE_LIMITED,
+        AuthError::Unavailable => code::SERVICE_UNAVAILABLE,
+        AuthError::Internal(_) => code::INTERNAL,
+    }
+}
+
+impl From<AuthError> for async_graphql::Error {
+    fn from(err: AuthError) -> Self {
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", code_of(&err));
+        match &err {
+            AuthError::InvalidInput { field, .. } => ext.set("field", *field),
+            AuthError::EmailTaken => ext.set("field", "email"),
+            AuthError::RateLimited { retry_after } => ext.set("retryAfter", *retry_after),
+            // Logged here, once, with its chain; the client sees only the code.
+            AuthError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            AuthError::Unavailable => tracing::warn!("database unavailable"),
+            _ => {}
+        }
+        async_graphql::Error {
+            message: err.to_string(),
+            source: None,
+            extensions: Some(ext),
+        }
+    }
+}
+
+/// Gives every parse and validation error its code (async-graphql leaves them bare),
+/// and any other uncoded error `INTERNAL_SERVER_ERROR`, so clients can always branch on
+/// `extensions.code`.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+fn with_code(mut err: ServerError, code: &str) -> ServerError {
+    let ext = err.extensions.get_or_insert_with(ErrorExtensionValues::default);
+    if ext.get("code").is_none() {
+        ext.set("code", code);
+    }
+    err
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let errors = std::mem::take(&mut response.errors);
+        response.errors = errors.into_iter().map(|e| with_code(e, code::INTERNAL)).collect();
+        response
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        next.run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, code::PARSE_FAILED))
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| with_code(e, code::VALIDATION_FAILED))
+                .collect()
+        })
+    }
+}
+
+/// Whether a response failed before execution (parse or validation), which the
+/// GraphQL-over-HTTP spec answers with 400 on `application/graphql-response+json`.
+pub fn failed_before_execution(response: &Response) -> bool {
+    response.data == Value::Null
+        && response.errors.iter().any(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .is_some_and(|c| {
+                    *c == Value::from(code::PARSE_FAILED) || *c == Value::from(code::VALIDATION_FAILED)
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenProblem;
+
+    fn extensions(err: AuthError) -> (String, serde_json::Value) {
+        let e: async_graphql::Error = err.into();
+        let json = serde_json::to_value(e.extensions.unwrap()).unwrap();
+        (e.message, json)
+    }
+
+    #[test]
+    fn every_variant_maps_to_its_code() {
+        let cases = [
+            (AuthError::input("email", "bad"), "BAD_USER_INPUT"),
+            (AuthError::EmailTaken, "EMAIL_TAKEN"),
+            (AuthError::InvalidCredentials, "INVALID_CREDENTIALS"),
+            (
+                AuthError::Unauthenticated(TokenProblem::Expired),
+                "UNAUTHENTICATED",
+            ),
+            (AuthError::Forbidden, "FORBIDDEN"),
+            (AuthError::InvalidToken, "INVALID_TOKEN"),
+            (AuthError::TokenReused, "TOKEN_REUSED"),
+            (AuthError::RateLimited { retry_after: 3 }, "RATE_LIMITED"),
+            (AuthError::Unavailable, "SERVICE_UNAVAILABLE"),
+            (AuthError::Internal(anyhow::anyhow!("x")), "INTERNAL_SERVER_ERROR"),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(extensions(err).1["code"], expected);
+        }
+    }
+
+    #[test]
+    fn input_errors_name_their_field_and_limits_their_wait() {
+        let (_, ext) = extensions(AuthError::input("displayName", "too long"));
+        assert_eq!(ext["field"], "displayName");
+        let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
+        assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn internal_errors_show_no_internals() {
+        let (message, _) = extensions(AuthError::Internal(anyhow::anyhow!(
+            "relation users does not exist at 10.0.0.3"
+        )));
+        assert_eq!(message, "internal error");
+    }
+}

@@ -1,0 +1,170 @@
+//! GraphQL object and input types, converted from storage rows.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    context::ContextExt,
+    guards::{OwnerOnly, OwnerOrAdmin},
+};
+use crate::{auth::Issued, db};
+
+/// What a user may do beyond their own account.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A regular account.
+    User,
+    /// May read every user's private fields.
+    Admin,
+}
+
+impl From<db::users::Role> for Role {
+    fn from(role: db::users::Role) -> Self {
+        match role {
+            db::users::Role::User => Self::User,
+            db::users::Role::Admin => Self::Admin,
+        }
+    }
+}
+
+/// An account.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct User {
+    /// Opaque, unguessable id (a UUID).
+    pub id: ID,
+    /// Whether the email address has been proven.
+    pub email_verified: bool,
+    /// Name shown to others.
+    pub display_name: Option<String>,
+    /// USER or ADMIN.
+    pub role: Role,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the profile last changed.
+    pub updated_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub(super) uuid: Uuid,
+    #[graphql(skip)]
+    email_address: String,
+    /// The session of the caller when the caller is known to be this user without a
+    /// token (an `AuthPayload`), so private fields show.
+    #[graphql(skip)]
+    pub(super) issued_session: Option<Uuid>,
+}
+
+impl User {
+    /// A user as anyone may see it; private fields depend on the caller.
+    pub fn public(row: db::users::User) -> Self {
+        Self::build(row, None)
+    }
+
+    /// The user a token pair was just issued to: the caller, whatever the header says.
+    pub fn issued(issued: &Issued) -> Self {
+        Self::build(issued.user.clone(), Some(issued.session_id))
+    }
+
+    fn build(row: db::users::User, issued_session: Option<Uuid>) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            email_verified: row.email_verified_at.is_some(),
+            display_name: row.display_name,
+            role: row.role.into(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            uuid: row.id,
+            email_address: row.email,
+            issued_session,
+        }
+    }
+}
+
+#[ComplexObject]
+impl User {
+    /// The email address: visible to the user themself and to admins only.
+    #[graphql(guard = "OwnerOrAdmin::of(self)")]
+    async fn email(&self) -> Option<&str> {
+        Some(&self.email_address)
+    }
+
+    /// The user's live sessions: visible to the user themself only.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn sessions(&self, ctx: &Context<'_>) -> Result<Option<Vec<Session>>> {
+        let current = match self.issued_session {
+            Some(id) => id,
+            None => ctx.viewer().await?.session_id,
+        };
+        let rows = ctx.state().auth.sessions_of(self.uuid).await?;
+        Ok(Some(
+            rows.into_iter().map(|row| Session::new(row, current)).collect(),
+        ))
+    }
+}
+
+/// One signed-in device or browser.
+#[derive(SimpleObject)]
+pub struct Session {
+    /// Equal to the `sid` claim of its access tokens.
+    pub id: ID,
+    /// Sign-in time.
+    pub created_at: DateTime<Utc>,
+    /// Last sign-in or refresh.
+    pub last_used_at: DateTime<Utc>,
+    /// Expiry of its current refresh token.
+    pub expires_at: DateTime<Utc>,
+    /// The client that signed in.
+    pub user_agent: Option<String>,
+    /// Whether this is the session of the token making the request.
+    pub current: bool,
+}
+
+impl Session {
+    fn new(row: db::sessions::Session, current: Uuid) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            user_agent: row.user_agent,
+            current: row.id == current,
+        }
+    }
+}
+
+/// Tokens issued by `register`, `login`, `refresh` and `changePassword`.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Opaque refresh token; null when it was delivered as a cookie instead.
+    pub refresh_token: Option<String>,
+    /// Always "Bearer".
+    pub token_type: String,
+    /// Access token lifetime, in seconds.
+    pub expires_in: i32,
+    /// The signed-in user, private fields included.
+    pub user: User,
+}
+
+/// New account details.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Email address; trimmed and lowercased.
+    pub email: String,
+    /// 8 to 128 characters.
+    #[graphql(secret)]
+    pub password: String,
+    /// Optional, 1 to 64 characters.
+    pub display_name: Option<String>,
+}
+
+/// Credentials.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    #[graphql(secret)]
+    pub password: String,
+}

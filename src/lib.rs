@@ -1,0 +1,24 @@
+//! authgraph: a self-hosted authentication service with a GraphQL API.
+//!
+//! Three layers, imports flowing down only:
+//! - transport: [`http`] (routes, GraphQL-over-HTTP) and [`graphql`] (schema, guards,
+//!   the one error-code mapping), with per-request facts in [`request`];
+//! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
+//! - storage: [`db`] (pool, migrations, queries per table).
+//!
+//! [`config`] and [`telemetry`] sit beside them; [`state`] wires them together.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod graphql;
+pub mod http;
+pub mod request;
+pub mod state;
+pub mod telemetry;
+
+/// The real router, for `main` and for tests.
+pub fn app(state: state::AppState) -> axum::Router {
+    http::router(state)
+}

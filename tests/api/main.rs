@@ -1,0 +1,13 @@
+//! API tests: the real router over a real PostgreSQL, one database per test.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns stop the test on failure"
+)]
+
+mod helpers;
+mod jwt;
+mod login;
+mod me;
+mod migrations;
+mod register;
+mod transport;
