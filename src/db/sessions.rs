@@ -87,3 +87,17 @@ pub async fn list_live(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResu
         .load(conn)
         .await
 }
+
+/// Ends every live session of a user (password reset, account events); answers how many.
+pub async fn revoke_all_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .set((sessions::revoked_at.eq(diesel::dsl::now), sessions::revoked_reason.eq(reason)))
+        .execute(conn)
+        .await
+}
