@@ -4,10 +4,13 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod account;
+mod cookies;
 mod helpers;
 mod jwt;
 mod login;
 mod me;
 mod migrations;
 mod register;
+mod sessions;
 mod transport;
