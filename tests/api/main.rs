@@ -4,10 +4,13 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod email;
 mod helpers;
 mod jwt;
 mod login;
 mod me;
 mod migrations;
 mod register;
+mod smtp_sink;
+mod support_mail;
 mod transport;
