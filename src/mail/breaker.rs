@@ -90,14 +90,19 @@ impl CircuitBreaker {
     }
 
     /// Reports a successful call: the breaker closes and forgets earlier failures.
-    pub fn succeeded(&self) {
-        *self.lock() = Inner::Closed { failures: 0 };
+    /// Answers true when this closed a breaker that was not closed (a successful probe).
+    pub fn succeeded(&self) -> bool {
+        let mut inner = self.lock();
+        let was_closed = matches!(*inner, Inner::Closed { .. });
+        *inner = Inner::Closed { failures: 0 };
+        !was_closed
     }
 
     /// Reports a failed call at `now`: a failed probe, or the last failure allowed while
-    /// closed, opens the breaker.
-    pub fn failed(&self, now: Instant) {
+    /// closed, opens the breaker. Answers true when this failure opened a closed breaker.
+    pub fn failed(&self, now: Instant) -> bool {
         let mut inner = self.lock();
+        let was_closed = matches!(*inner, Inner::Closed { .. });
         *inner = match *inner {
             Inner::Closed { failures } if failures + 1 < self.failure_threshold => Inner::Closed {
                 failures: failures + 1,
@@ -106,6 +111,7 @@ impl CircuitBreaker {
                 until: now + self.open_for,
             },
         };
+        was_closed && matches!(*inner, Inner::Open { .. })
     }
 
     /// Gives a probe back unused (there was nothing to call with): the next caller may
@@ -137,14 +143,14 @@ mod tests {
     fn stays_closed_below_the_threshold_and_successes_reset_the_count() {
         let b = CircuitBreaker::new(3, OPEN);
         let t = Instant::now();
-        b.failed(t);
-        b.failed(t);
+        assert!(!b.failed(t));
+        assert!(!b.failed(t));
         assert_eq!(b.admit(t), Admission::Call);
-        b.succeeded();
+        assert!(!b.succeeded(), "it was closed already");
         b.failed(t);
         b.failed(t);
         assert_eq!(b.state(t), BreakerState::Closed);
-        b.failed(t);
+        assert!(b.failed(t), "the third failure opens it");
         assert_eq!(b.state(t), BreakerState::Open);
     }
 
@@ -179,7 +185,7 @@ mod tests {
         b.failed(t);
         b.failed(t);
         assert_eq!(b.admit(t + OPEN), Admission::Probe);
-        b.succeeded();
+        assert!(b.succeeded(), "the probe closed it");
         assert_eq!(b.state(t + OPEN), BreakerState::Closed);
         // The failure count starts over: one failure does not reopen it.
         b.failed(t + OPEN);
@@ -195,7 +201,7 @@ mod tests {
         }
         let probe_at = t + OPEN + Duration::from_secs(5);
         assert_eq!(b.admit(probe_at), Admission::Probe);
-        b.failed(probe_at);
+        assert!(!b.failed(probe_at), "it was not closed: no new opening");
         assert_eq!(b.state(probe_at), BreakerState::Open);
         assert_eq!(b.admit(probe_at), Admission::Wait(OPEN));
         assert_eq!(b.admit(probe_at + OPEN), Admission::Probe);

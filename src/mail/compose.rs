@@ -152,7 +152,7 @@ fn escape(s: &str) -> String {
 /// `24 hours`, `1 hour`, `30 minutes`.
 fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    let (n, unit) = if secs >= 3600 && secs % 3600 == 0 {
+    let (n, unit) = if secs >= 3600 && secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
     } else {
         (secs.div_ceil(60), "minute")

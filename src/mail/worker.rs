@@ -244,7 +244,9 @@ impl Worker {
             Err(_) => Some("timeout".to_owned()),
         };
         let Some(failure) = failure else {
-            self.breaker.succeeded();
+            if self.breaker.succeeded() {
+                info!("SMTP circuit breaker closed: the server answers again");
+            }
             Counters::bump(&self.counters.sent);
             info!(mail.id = %mail.id, mail.kind = %mail.kind, attempt = mail.attempts + 1, "mail sent");
             // A failure to record it means a resend after the claim lapses: the same
@@ -255,7 +257,12 @@ impl Worker {
             }
             return;
         };
-        self.breaker.failed(Instant::now());
+        if self.breaker.failed(Instant::now()) {
+            warn!(
+                open_for_ms = u64::try_from(self.config.breaker_open.as_millis()).unwrap_or(u64::MAX),
+                "SMTP circuit breaker open: delivery paused, one probe per open period"
+            );
+        }
         Counters::bump(&self.counters.failed);
         let attempts = u32::try_from(mail.attempts).unwrap_or(0).saturating_add(1);
         let Some(mut conn) = self.conn().await else { return };
