@@ -1,7 +1,7 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
 //! `keygen` and `user set-role`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,6 +15,9 @@ use crate::{
     state::AppState,
     telemetry,
 };
+
+/// How long shutdown waits for a mail delivery in flight before releasing its mail.
+const MAIL_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 const ENV_HELP: &str = "\
 Configuration comes from the environment (and a .env file in development):
@@ -150,7 +153,7 @@ async fn serve() -> anyhow::Result<()> {
     .await
     .context("serving");
     // After the last request: mail it queued stays in the outbox for the next start.
-    mail_worker.shutdown().await;
+    mail_worker.shutdown(MAIL_SHUTDOWN_GRACE).await;
     served
 }
 

@@ -78,22 +78,34 @@ pub struct Worker {
     config: MailConfig,
     breaker: Arc<CircuitBreaker>,
     counters: Arc<Counters>,
+    /// Cancelled when shutdown gives up waiting for a delivery in flight.
+    abandon: CancellationToken,
 }
 
 /// A running worker: stop it with [`shutdown`](WorkerHandle::shutdown).
 pub struct WorkerHandle {
-    cancel: CancellationToken,
+    stop: CancellationToken,
+    abandon: CancellationToken,
     task: JoinHandle<()>,
     breaker: Arc<CircuitBreaker>,
     counters: Arc<Counters>,
 }
 
 impl WorkerHandle {
-    /// Stops the worker: a delivery in flight finishes (bounded by `MAIL_SMTP_TIMEOUT`),
-    /// and any mail it still claims is released for other workers.
-    pub async fn shutdown(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.task.await {
+    /// Stops the worker: it claims no more mail, a delivery in flight gets `grace` to
+    /// finish, and a mail still unfinished then is released, unsent and with no attempt
+    /// counted, for another worker (or the next start) to deliver.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.stop.cancel();
+        let finished = tokio::time::timeout(grace, &mut self.task).await;
+        let joined = match finished {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.abandon.cancel();
+                self.task.await
+            }
+        };
+        if let Err(e) = joined {
             error!(error = %e, "mail worker task failed");
         }
     }
@@ -141,35 +153,38 @@ impl Worker {
             from,
             breaker: Arc::new(CircuitBreaker::new(mail.breaker_failures, mail.breaker_open)),
             counters: Arc::default(),
+            abandon: CancellationToken::new(),
             config: mail,
         })
     }
 
     /// Starts delivering on the current tokio runtime.
     pub fn spawn(self) -> WorkerHandle {
-        let cancel = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let abandon = self.abandon.clone();
         let breaker = Arc::clone(&self.breaker);
         let counters = Arc::clone(&self.counters);
-        let task = tokio::spawn(self.run(cancel.clone()));
+        let task = tokio::spawn(self.run(stop.clone()));
         WorkerHandle {
-            cancel,
+            stop,
+            abandon,
             task,
             breaker,
             counters,
         }
     }
 
-    async fn run(self, cancel: CancellationToken) {
+    async fn run(self, stop: CancellationToken) {
         info!(worker.id = %self.id, "mail worker started");
         let mut db_down = false;
-        while !cancel.is_cancelled() {
+        while !stop.is_cancelled() {
             let wait = match self.step(&mut db_down).await {
                 Step::Worked => continue,
                 Step::Idle => self.config.poll_interval,
                 Step::Blocked(until_probe) => until_probe,
             };
             tokio::select! {
-                () = cancel.cancelled() => break,
+                () = stop.cancelled() => break,
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -237,7 +252,17 @@ impl Worker {
                 return;
             }
         };
-        let outcome = tokio::time::timeout(self.config.smtp_timeout, self.transport.send(message)).await;
+        let send = tokio::time::timeout(self.config.smtp_timeout, self.transport.send(message));
+        let outcome = tokio::select! {
+            outcome = send => outcome,
+            () = self.abandon.cancelled() => {
+                // Shutting down: the claim is released below (`run` ends with `release`).
+                // Had the server taken the mail already, the resend carries the same
+                // Message-ID.
+                info!(mail.id = %mail.id, "mail delivery abandoned by shutdown; released");
+                return;
+            }
+        };
         let failure = match outcome {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(classify(&e)),

@@ -54,7 +54,7 @@ async fn registration_mails_a_link_that_verifies_the_email_once() {
         .await,
         0
     );
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -81,7 +81,7 @@ async fn a_newer_verification_link_voids_the_older_and_a_verified_user_gets_none
     let requested = app.graphql_as(access, REQUEST_VERIFICATION, json!({})).await;
     assert_eq!(requested["data"]["requestEmailVerification"], true);
     assert_eq!(count(&app, "select count(*) as n from outbox").await, 2);
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -149,7 +149,7 @@ async fn a_reset_link_sets_a_new_password_ends_every_session_and_verifies_the_em
         )
         .await;
     assert_eq!(code(&again), "INVALID_TOKEN");
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -232,7 +232,7 @@ async fn token_mutations_name_the_offending_field_and_refuse_unknown_or_expired_
         .graphql(RESET, reset(&messages[1].token("/reset-password"), NEW_PASSWORD))
         .await;
     assert_eq!(code(&body), "INVALID_TOKEN");
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -271,7 +271,7 @@ async fn an_smtp_outage_neither_fails_registrations_nor_loses_or_repeats_mail() 
     assert_eq!(message_ids(&messages).len(), 5);
     let received: HashSet<String> = messages.iter().flat_map(|m| m.rcpt_to.clone()).collect();
     assert_eq!(received, addresses.into_iter().collect());
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -316,7 +316,7 @@ async fn an_open_breaker_lets_only_probes_reach_the_smtp_server_and_a_probe_clos
         i64::try_from(stats.failed).unwrap()
     );
     assert_eq!(message_ids(&messages).len(), 4);
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
 }
 
 #[tokio::test]
@@ -352,7 +352,7 @@ async fn a_mail_is_marked_dead_after_the_last_attempt() {
     // Dead mail is never tried again.
     let connections = sink.connections();
     assert_eq!(connections, 3);
-    worker.shutdown().await;
+    worker.shutdown(GRACE).await;
     assert_eq!(sink.connections(), connections);
 }
 
@@ -375,8 +375,8 @@ async fn two_workers_on_one_database_deliver_a_batch_with_no_duplicates() {
     let b = start_worker_on(pool(1), config, |_| {});
     eventually("an empty outbox", || async { pending(&app).await == 0 }).await;
     let (sa, sb) = (a.stats(), b.stats());
-    a.shutdown().await;
-    b.shutdown().await;
+    a.shutdown(GRACE).await;
+    b.shutdown(GRACE).await;
 
     let messages = sink.messages();
     assert_eq!(messages.len(), BATCH, "each mail exactly once");
@@ -386,4 +386,40 @@ async fn two_workers_on_one_database_deliver_a_batch_with_no_duplicates() {
         count(&app, "select count(*) as n from outbox where status = 'sent'").await,
         BATCH as i64
     );
+}
+
+#[tokio::test]
+async fn shutdown_releases_a_mail_stuck_in_delivery_for_the_next_worker() {
+    let sink = SmtpSink::start().await;
+    sink.stall(true);
+    let app = app_mailing_to(&sink).await;
+    let worker = start_worker(&app, |mail| mail.smtp_timeout = Duration::from_secs(60));
+    app.register(&email("stuck"), PASSWORD).await;
+    eventually("a delivery in flight", || async { sink.connections() == 1 }).await;
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) as n from outbox where claimed_by is not null"
+        )
+        .await,
+        1
+    );
+    worker.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) as n from outbox
+             where status = 'pending' and claimed_by is null and attempts = 0"
+        )
+        .await,
+        1,
+        "released, with no attempt counted"
+    );
+
+    sink.stall(false);
+    let worker = start_worker(&app, |_| {});
+    sink.wait_for(1).await;
+    eventually("an empty outbox", || async { pending(&app).await == 0 }).await;
+    assert_eq!(sink.messages().len(), 1);
+    worker.shutdown(GRACE).await;
 }

@@ -1,6 +1,6 @@
 //! `SmtpSink`: a small SMTP server on a real TCP socket for the mail tests. It records
-//! every message, counts connections, can answer every connection with `421` (refusing),
-//! and can go down and come back on the same port.
+//! every message, counts connections, can answer every connection with `421` (refusing)
+//! or with silence (stalling), and can go down and come back on the same port.
 
 use std::{
     net::SocketAddr,
@@ -12,7 +12,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpSocket, TcpStream},
     sync::Notify,
     task::{JoinHandle, JoinSet},
@@ -70,6 +70,7 @@ impl Received {
 struct Shared {
     connections: AtomicUsize,
     refusing: AtomicBool,
+    stalling: AtomicBool,
     messages: Mutex<Vec<Received>>,
     arrived: Notify,
 }
@@ -119,6 +120,11 @@ impl SmtpSink {
     /// service), and still counted.
     pub fn refuse(&self, on: bool) {
         self.shared.refusing.store(on, Ordering::SeqCst);
+    }
+
+    /// While on, every connection is accepted and then left silent (a hung server).
+    pub fn stall(&self, on: bool) {
+        self.shared.stalling.store(on, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -179,7 +185,12 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 /// One SMTP session: enough of RFC 5321 for lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP,
 /// QUIT).
 async fn session(stream: TcpStream, shared: Arc<Shared>) {
-    let (read, mut write) = stream.into_split();
+    let (mut read, mut write) = stream.into_split();
+    if shared.stalling.load(Ordering::SeqCst) {
+        let mut buf = [0u8; 512];
+        while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {}
+        return;
+    }
     if shared.refusing.load(Ordering::SeqCst) {
         let _ = write.write_all(b"421 4.3.2 sink refusing service\r\n").await;
         return;

@@ -14,6 +14,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::{helpers::TestApp, smtp_sink::SmtpSink};
 
+/// What tests give a worker to finish a delivery in flight when they stop it.
+pub const GRACE: Duration = Duration::from_secs(5);
+
 /// An app that mails to `sink`; no worker runs until a test starts one.
 pub async fn app_mailing_to(sink: &SmtpSink) -> TestApp {
     TestApp::spawn_with(KeyAlgorithm::Es256, &[("SMTP_URL", &sink.url())]).await
