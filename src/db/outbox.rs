@@ -4,7 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::{pg::Pg, prelude::*};
+use diesel::{
+    dsl::now,
+    pg::{Pg, data_types::PgInterval},
+    prelude::*,
+    sql_types::Timestamptz,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -78,6 +83,12 @@ impl std::fmt::Debug for ClaimedMail {
     }
 }
 
+/// `delay` as a PostgreSQL interval. Claims and schedules use `now()` plus one of these,
+/// so every replica goes by the database's clock, whatever its own says.
+fn interval(delay: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Queues a mail; call it inside the transaction of the change that causes the mail.
 pub async fn insert(conn: &mut AsyncPgConnection, mail: &NewMail) -> QueryResult<()> {
     diesel::insert_into(outbox::table)
@@ -95,9 +106,7 @@ pub async fn claim_next(
     worker: Uuid,
     lease: Duration,
 ) -> QueryResult<Option<ClaimedMail>> {
-    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     conn.transaction(async |conn| {
-        let now = Utc::now();
         let id: Option<Uuid> = outbox::table
             .filter(outbox::status.eq(PENDING))
             .filter(outbox::next_attempt_at.le(now))
@@ -114,7 +123,7 @@ pub async fn claim_next(
         diesel::update(outbox::table.find(id))
             .set((
                 outbox::claimed_by.eq(worker),
-                outbox::claimed_until.eq(now + lease),
+                outbox::claimed_until.eq((now.into_sql::<Timestamptz>() + interval(lease)).nullable()),
             ))
             .returning(ClaimedMail::as_returning())
             .get_result(conn)
@@ -135,7 +144,7 @@ pub async fn mark_sent(conn: &mut AsyncPgConnection, id: Uuid, worker: Uuid) -> 
     )
     .set((
         outbox::status.eq(SENT),
-        outbox::sent_at.eq(diesel::dsl::now),
+        outbox::sent_at.eq(now),
         outbox::body_text.eq(None::<String>),
         outbox::body_html.eq(None::<String>),
         outbox::claimed_by.eq(None::<Uuid>),
@@ -146,12 +155,12 @@ pub async fn mark_sent(conn: &mut AsyncPgConnection, id: Uuid, worker: Uuid) -> 
     .map(|n| n > 0)
 }
 
-/// Records a failed attempt and schedules the next one.
+/// Records a failed attempt and schedules the next one after `delay`.
 pub async fn reschedule(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     worker: Uuid,
-    next_attempt_at: DateTime<Utc>,
+    delay: Duration,
     error: &str,
 ) -> QueryResult<bool> {
     diesel::update(
@@ -162,7 +171,7 @@ pub async fn reschedule(
     )
     .set((
         outbox::attempts.eq(outbox::attempts + 1),
-        outbox::next_attempt_at.eq(next_attempt_at),
+        outbox::next_attempt_at.eq(now.into_sql::<Timestamptz>() + interval(delay)),
         outbox::last_error.eq(error),
         outbox::claimed_by.eq(None::<Uuid>),
         outbox::claimed_until.eq(None::<DateTime<Utc>>),

@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context;
-use chrono::Utc;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
@@ -308,9 +307,8 @@ impl Worker {
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 "mail delivery failed; will retry"
             );
-            let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             self.record(db::outbox::reschedule(
-                &mut conn, mail.id, self.id, next, &failure,
+                &mut conn, mail.id, self.id, delay, &failure,
             ))
             .await;
         }
