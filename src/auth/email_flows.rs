@@ -161,7 +161,7 @@ impl Auth {
                 let (user_id, email) = db::email_tokens::consume(conn, &hash.0, Purpose::ResetPassword)
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
-                db::users::reset_password(conn, user_id, &password_hash).await?;
+                db::users::set_password_hash(conn, user_id, &password_hash).await?;
                 db::users::mark_email_verified(conn, user_id, &email).await?;
                 // Verified now: a pending verification link has nothing left to prove.
                 db::email_tokens::delete_for_user(conn, user_id, Purpose::VerifyEmail).await?;

@@ -168,12 +168,28 @@ pub async fn mark_email_verified(conn: &mut AsyncPgConnection, id: Uuid, email: 
         .await
 }
 
-/// Sets a new password hash after a password reset; answers how many rows changed.
-pub async fn reset_password(
+/// Sets or clears the display name; answers the updated row.
+pub async fn set_display_name(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    display_name: Option<&str>,
+) -> QueryResult<User> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::display_name.eq(display_name),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Replaces the password hash.
+pub async fn set_password_hash(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     password_hash: &str,
-) -> QueryResult<usize> {
+) -> QueryResult<()> {
     diesel::update(users::table.find(id))
         .set((
             users::password_hash.eq(password_hash),
@@ -181,4 +197,13 @@ pub async fn reset_password(
         ))
         .execute(conn)
         .await
+        .map(drop)
+}
+
+/// Deletes a user; sessions and tokens go with it (foreign keys cascade).
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::delete(users::table.find(id))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
 }

@@ -4,6 +4,8 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod account;
+mod cookies;
 mod email;
 mod helpers;
 mod jwt;
@@ -11,6 +13,7 @@ mod login;
 mod me;
 mod migrations;
 mod register;
+mod sessions;
 mod smtp_sink;
 mod support_mail;
 mod transport;
