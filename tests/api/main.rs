@@ -6,6 +6,7 @@
 
 mod account;
 mod cookies;
+mod email;
 mod helpers;
 mod jwt;
 mod login;
@@ -13,4 +14,6 @@ mod me;
 mod migrations;
 mod register;
 mod sessions;
+mod smtp_sink;
+mod support_mail;
 mod transport;
