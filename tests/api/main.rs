@@ -4,10 +4,13 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod e2e;
+mod federation;
 mod helpers;
 mod jwt;
 mod login;
 mod me;
 mod migrations;
 mod register;
+mod support_sql;
 mod transport;
