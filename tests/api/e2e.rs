@@ -109,7 +109,7 @@ fn chromium() -> Result<PathBuf, String> {
         let install = || {
             run(
                 Command::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "chromium"])
+                    .args(["install", "-y", "chromium"])
                     .env("DEBIAN_FRONTEND", "noninteractive"),
                 "`apt-get install -y chromium`",
             )
