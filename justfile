@@ -28,7 +28,7 @@ fmt:
     cargo fmt
 
 lint:
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 test: db-up
     cargo test
@@ -41,3 +41,9 @@ e2e: db-up
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# The benchmark: release build, then authgraph vs its ceiling and the argon2 limit.
+# Plain commands: cargo build --release --workspace && ./target/release/authgraph-bench
+bench: db-up
+    cargo build --release --workspace
+    ./target/release/authgraph-bench

@@ -4,6 +4,8 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod account;
+mod cookies;
 mod e2e;
 mod federation;
 mod helpers;
@@ -12,5 +14,6 @@ mod login;
 mod me;
 mod migrations;
 mod register;
+mod sessions;
 mod support_sql;
 mod transport;
