@@ -6,7 +6,9 @@
 
 mod account;
 mod cookies;
+mod e2e;
 mod email;
+mod federation;
 mod helpers;
 mod jwt;
 mod login;
@@ -16,4 +18,5 @@ mod register;
 mod sessions;
 mod smtp_sink;
 mod support_mail;
+mod support_sql;
 mod transport;
