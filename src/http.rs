@@ -1,5 +1,10 @@
 //! Transport: the routes of API.md, GraphQL-over-HTTP request parsing and content
-//! negotiation, and the layers every request passes (request id, tracing, panics).
+//! negotiation, and the layers every request passes (request id, tracing, CORS, client
+//! address, rate limit, panics).
+
+mod client_ip;
+mod cors;
+mod rate_limit;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -52,7 +57,9 @@ pub fn router(state: AppState) -> Router {
         router = router.route("/graphiql", get(graphiql_page));
     }
     let x_request_id = header::HeaderName::from_static(X_REQUEST_ID);
-    router
+    let config = state.config.clone();
+    let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
+    let mut router = router
         .fallback(not_found)
         .with_state(Http { state, schema })
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -64,7 +71,16 @@ pub fn router(state: AppState) -> Router {
                 "internal error",
                 Negotiated::Json,
             )
-        }))
+        }));
+    // Inner to outer: the limit needs the client address; CORS headers go on refusals too.
+    if let Some(limit) = config.http_rate_limit {
+        router = rate_limit::limit(router, limit);
+    }
+    router = router.layer(axum::middleware::from_fn_with_state(trusted, client_ip::resolve));
+    if let Some(cors) = cors::layer(&config) {
+        router = router.layer(cors);
+    }
+    router
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req
@@ -350,10 +366,14 @@ async fn execute(
 fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
     let headers = &parts.headers;
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    // Resolved by `client_ip::resolve` (trusted proxies); the peer if that did not run.
+    let client_ip = match parts.extensions.get::<client_ip::ClientAddr>() {
+        Some(resolved) => resolved.0,
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    };
     let refresh_cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -371,7 +391,7 @@ fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie")),
         ClientInfo {
             user_agent: text(header::USER_AGENT).map(str::to_owned),
-            ip: peer,
+            ip: client_ip,
         },
         text(header::HeaderName::from_static(X_REQUEST_ID))
             .unwrap_or_default()

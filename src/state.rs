@@ -48,7 +48,7 @@ impl AppState {
             refresh_grace: config.refresh_grace,
         };
         Ok(Self {
-            auth: Auth::new(pool, Arc::new(keys), passwords, policy),
+            auth: Auth::new(pool, Arc::new(keys), passwords, policy).with_throttle(config.throttle.clone()),
             config: Arc::new(config),
         })
     }
