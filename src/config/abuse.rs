@@ -146,31 +146,33 @@ impl Default for ThrottleConfig {
     }
 }
 
-/// The per-client HTTP limit: a bucket of `burst` requests refilled at `per_second`.
+/// The per-client HTTP limit: a bucket of `burst` requests, one more every `period`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpRateLimit {
-    /// Requests per second a client may sustain.
-    pub per_second: u32,
+    /// How long a client waits for one more request once its burst is spent.
+    pub period: Duration,
     /// Requests a client may send at once.
     pub burst: u32,
 }
 
 impl HttpRateLimit {
-    /// Reads `HTTP_RATE_LIMIT` (`N/s`, `N/m`, a plain number per second, or `off`) and
-    /// `HTTP_RATE_LIMIT_BURST`.
+    /// Reads `HTTP_RATE_LIMIT` (`N/s`, `N/m`, `N/h`, or `off`) and `HTTP_RATE_LIMIT_BURST`.
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Self>> {
         let raw = get("HTTP_RATE_LIMIT").unwrap_or_else(|| "20/s".to_owned());
         if raw.trim().eq_ignore_ascii_case("off") {
             return Ok(None);
         }
-        let per_second = match raw.trim().split_once('/') {
-            None => raw.trim().parse::<u32>().ok(),
-            Some((n, "s")) => n.trim().parse().ok(),
-            Some((n, "m")) => n.trim().parse::<u32>().ok().map(|n| n.div_ceil(60)),
-            Some(_) => None,
-        }
-        .filter(|n| *n > 0);
-        let Some(per_second) = per_second else {
+        let period = raw.trim().split_once('/').and_then(|(n, unit)| {
+            let n: u32 = n.trim().parse().ok().filter(|n| *n > 0)?;
+            let unit = match unit.trim() {
+                "s" => Duration::from_secs(1),
+                "m" => Duration::from_secs(60),
+                "h" => Duration::from_secs(3600),
+                _ => return None,
+            };
+            Some(unit / n).filter(|p| !p.is_zero())
+        });
+        let Some(period) = period else {
             bail!("HTTP_RATE_LIMIT must be like `20/s`, `600/m` or `off`, not `{raw}`");
         };
         let burst = match get("HTTP_RATE_LIMIT_BURST") {
@@ -180,7 +182,7 @@ impl HttpRateLimit {
                 _ => bail!("HTTP_RATE_LIMIT_BURST must be a positive number, not `{raw}`"),
             },
         };
-        Ok(Some(Self { per_second, burst }))
+        Ok(Some(Self { period, burst }))
     }
 }
 
@@ -290,7 +292,7 @@ mod tests {
         assert_eq!(
             HttpRateLimit::from_lookup(&get(&[])).unwrap(),
             Some(HttpRateLimit {
-                per_second: 20,
+                period: Duration::from_millis(50),
                 burst: 100
             })
         );
@@ -298,9 +300,10 @@ mod tests {
             HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT", "120/m")]))
                 .unwrap()
                 .unwrap()
-                .per_second,
-            2
+                .period,
+            Duration::from_millis(500)
         );
+        assert!(HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT", "20")])).is_err());
         assert_eq!(
             HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT", "off")])).unwrap(),
             None

@@ -9,7 +9,7 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request, State, connect_info::MockConnectInfo},
     http::{HeaderMap, header},
     middleware::Next,
     response::Response,
@@ -72,10 +72,12 @@ pub(crate) async fn resolve(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let peer = request
-        .extensions()
+    let extensions = request.extensions();
+    let peer = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip())
+        // What `ConnectInfo` extraction falls back to, so tests see a peer too.
+        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()));
     let client = trusted.client(peer, request.headers());
     request.extensions_mut().insert(ClientAddr(client));
     next.run(request).await

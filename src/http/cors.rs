@@ -3,7 +3,7 @@
 //! a client sends and is cached for `CORS_MAX_AGE`.
 
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 
 use super::{X_REQUEST_ID, X_TOKEN_DELIVERY};
 use crate::config::Config;
@@ -22,8 +22,12 @@ pub(crate) fn layer(config: &Config) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             // An exact list: the layer echoes a listed origin and nothing else.
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_credentials(true)
+            .allow_origin(AllowOrigin::list(origins.clone()))
+            // Credentials only ever for a listed origin (the header alone is harmless
+            // without a matching origin, but says what it should not).
+            .allow_credentials(AllowCredentials::predicate(move |origin, _| {
+                origins.contains(origin)
+            }))
             .allow_methods([Method::GET, Method::POST])
             .allow_headers([
                 header::AUTHORIZATION,

@@ -52,9 +52,8 @@ impl KeyExtractor for ClientKey {
 /// Puts `router` behind the limit; idle clients are forgotten every minute while the
 /// router lives.
 pub(crate) fn limit(router: Router, limit: HttpRateLimit) -> Router {
-    let period = Duration::from_secs(1) / limit.per_second.max(1);
     let Some(config) = GovernorConfigBuilder::default()
-        .period(period)
+        .period(limit.period)
         .burst_size(limit.burst)
         .key_extractor(ClientKey)
         .finish()
