@@ -23,6 +23,7 @@ Configuration comes from the environment (and a .env file in development):
   JWT_KEYS            PKCS#8 PEM keys or comma-separated key files, newest first
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
   PUBLIC_URL, SMTP_URL, EMAIL_FROM, LOG_FORMAT, RUST_LOG, CORS_ALLOWED_ORIGINS
+  TRUSTED_PROXIES, HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...
 See README.md for every variable and its default.";
 
 /// authgraph: a self-hosted authentication service with a GraphQL API.
