@@ -28,11 +28,22 @@ fmt:
     cargo fmt
 
 lint:
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 test: db-up
     cargo test
 
+# The Node end-to-end suites alone (audit, gateways, GraphiQL in Chromium); `cargo test` runs them too.
+e2e: db-up
+    cd tests/e2e && npm ci --no-audit --no-fund
+    cargo test --test api e2e
+
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# The benchmark: release build, then authgraph vs its ceiling and the argon2 limit.
+# Plain commands: cargo build --release --workspace && ./target/release/authgraph-bench
+bench: db-up
+    cargo build --release --workspace
+    ./target/release/authgraph-bench

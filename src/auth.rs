@@ -1,11 +1,14 @@
 //! Auth logic: the use cases (register, login, authenticate, ...) as async functions over
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
+pub mod account;
+pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
 pub mod password;
 pub mod refresh_token;
+mod sessions;
 pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -28,6 +31,7 @@ use crate::db::{
     sessions::{NewSession, Session},
     users::{NewUser, Role, User},
 };
+use crate::mail::Composer;
 
 /// Longest user agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
@@ -93,6 +97,8 @@ pub struct Auth {
     passwords: PasswordHasher,
     policy: Policy,
     throttle: Throttle,
+    /// Renders the mails the email use cases queue (see `email_flows`).
+    mail: Composer,
 }
 
 impl Auth {
@@ -104,6 +110,7 @@ impl Auth {
             keys,
             passwords,
             policy,
+            mail: Composer::default(),
         }
     }
 
@@ -169,6 +176,8 @@ impl Auth {
                     }
                     other => other.into(),
                 })?;
+                // Queued in this transaction: the mail exists if and only if the account does.
+                self.queue_verification(conn, &user).await?;
                 self.open_session(conn, user, client).await
             })
             .await?;
@@ -232,13 +241,14 @@ impl Auth {
             &NewSession {
                 user_id: user.id,
                 user_agent,
+                created_at: now,
+                last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
             },
         )
         .await?;
-        let refresh_token = PlainToken::generate()?;
-        db::refresh_tokens::insert(conn, &refresh_token.hash().0, session.id, expires).await?;
+        let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
         let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
         Ok(Issued {
             user,

@@ -1,7 +1,7 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
 //! `keygen` and `user set-role`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,9 +11,13 @@ use crate::{
     auth::jwt::{KeyAlgorithm, SigningKey, write_private},
     config::Config,
     db::{self, users::Role},
+    mail::Worker,
     state::AppState,
     telemetry,
 };
+
+/// How long shutdown waits for a mail delivery in flight before releasing its mail.
+const MAIL_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 const ENV_HELP: &str = "\
 Configuration comes from the environment (and a .env file in development):
@@ -24,6 +28,8 @@ Configuration comes from the environment (and a .env file in development):
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
   PUBLIC_URL, SMTP_URL, EMAIL_FROM, LOG_FORMAT, RUST_LOG, CORS_ALLOWED_ORIGINS
   TRUSTED_PROXIES, HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...
+  MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
+  MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
 See README.md for every variable and its default.";
 
 /// authgraph: a self-hosted authentication service with a GraphQL API.
@@ -36,8 +42,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API on LISTEN_ADDR (the default command). In development, creates and
-    /// migrates the database first and generates a signing key under DATA_DIR.
+    /// Serve the API on LISTEN_ADDR (the default command), with the mail worker delivering
+    /// the outbox to SMTP_URL. In development, creates and migrates the database first and
+    /// generates a signing key under DATA_DIR.
     Serve,
     /// Apply pending migrations to DATABASE_URL (creating the database in development).
     Migrate,
@@ -137,14 +144,18 @@ async fn serve() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
+    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
-    axum::serve(
+    let served = axum::serve(
         listener,
         crate::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await
-    .context("serving")
+    .context("serving");
+    // After the last request: mail it queued stays in the outbox for the next start.
+    mail_worker.shutdown(MAIL_SHUTDOWN_GRACE).await;
+    served
 }
 
 async fn shutdown_signal() {

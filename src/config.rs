@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
 
@@ -72,6 +72,25 @@ pub struct GraphqlLimits {
     pub suggestions: bool,
 }
 
+/// Delivery of the mail outbox: worker pace, retries and the SMTP circuit breaker.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    /// `MAIL_POLL_INTERVAL`: how often an idle worker looks for due mail.
+    pub poll_interval: Duration,
+    /// `MAIL_MAX_ATTEMPTS`: failed attempts after which a mail is marked dead.
+    pub max_attempts: u32,
+    /// `MAIL_RETRY_BASE`: wait after the first failure; doubles with each further one.
+    pub retry_base: Duration,
+    /// `MAIL_RETRY_MAX`: the longest wait between two attempts.
+    pub retry_max: Duration,
+    /// `MAIL_BREAKER_FAILURES`: consecutive SMTP failures that open the breaker.
+    pub breaker_failures: u32,
+    /// `MAIL_BREAKER_OPEN`: how long an open breaker waits before one probe.
+    pub breaker_open: Duration,
+    /// `MAIL_SMTP_TIMEOUT`: the longest one delivery may take, connection included.
+    pub smtp_timeout: Duration,
+}
+
 /// The whole configuration of one authgraph process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -91,6 +110,8 @@ pub struct Config {
     pub smtp_url: SecretString,
     /// `EMAIL_FROM`.
     pub email_from: String,
+    /// `MAIL_*`: outbox delivery.
+    pub mail: MailConfig,
     /// `JWT_ISSUER`.
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE`.
@@ -193,6 +214,18 @@ impl Config {
         if !refresh_cookie_path.starts_with('/') || refresh_cookie_path.contains([';', ' ']) {
             bail!("REFRESH_COOKIE_PATH must be a URL path starting with `/`");
         }
+        let graphiql_cdn_url = get("GRAPHIQL_CDN_URL")
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty());
+        // Written into the page's script and link tags: an absolute http(s) URL or a path
+        // on this origin, with nothing that could close the attribute.
+        if let Some(url) = &graphiql_cdn_url
+            && (!(url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/'))
+                || url.starts_with("//")
+                || url.contains(|c: char| c.is_whitespace() || "\"'<>\\".contains(c)))
+        {
+            bail!("GRAPHIQL_CDN_URL must be an http(s) URL or an absolute path such as /graphiql-assets");
+        }
         let public_url = get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into());
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("PUBLIC_URL must be an http:// or https:// URL");
@@ -225,6 +258,15 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_owned(),
             smtp_url: SecretString::from(get("SMTP_URL").unwrap_or_else(|| "smtp://127.0.0.1:1025".into())),
             email_from: get("EMAIL_FROM").unwrap_or_else(|| "authgraph <no-reply@localhost>".into()),
+            mail: MailConfig {
+                poll_interval: duration(&get, "MAIL_POLL_INTERVAL", "2s")?,
+                max_attempts: parse(&get, "MAIL_MAX_ATTEMPTS", 10)?,
+                retry_base: duration(&get, "MAIL_RETRY_BASE", "30s")?,
+                retry_max: duration(&get, "MAIL_RETRY_MAX", "1h")?,
+                breaker_failures: parse(&get, "MAIL_BREAKER_FAILURES", 3)?,
+                breaker_open: duration(&get, "MAIL_BREAKER_OPEN", "60s")?,
+                smtp_timeout: duration(&get, "MAIL_SMTP_TIMEOUT", "30s")?,
+            },
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "authgraph".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authgraph".into()),
             jwt_keys,
@@ -243,7 +285,7 @@ impl Config {
             http_rate_limit: HttpRateLimit::from_lookup(&get)?,
             throttle: ThrottleConfig::from_lookup(&get)?,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
-            graphiql_cdn_url: get("GRAPHIQL_CDN_URL"),
+            graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
             request_timeout: duration(&get, "REQUEST_TIMEOUT", "30s")?,
             password_hash_concurrency: parse(&get, "PASSWORD_HASH_CONCURRENCY", cores)?,
@@ -268,6 +310,8 @@ impl Config {
             ("PASSWORD_HASH_CONCURRENCY", self.password_hash_concurrency),
             ("GRAPHQL_MAX_DEPTH", self.graphql.max_depth),
             ("GRAPHQL_MAX_COMPLEXITY", self.graphql.max_complexity),
+            ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
+            ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             bail!("{name} must be greater than zero");
@@ -278,10 +322,26 @@ impl Config {
             ("SESSION_MAX_LIFETIME", self.session_max_lifetime),
             ("DATABASE_TIMEOUT", self.database_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
+            ("MAIL_POLL_INTERVAL", self.mail.poll_interval),
+            ("MAIL_RETRY_BASE", self.mail.retry_base),
+            ("MAIL_BREAKER_OPEN", self.mail.breaker_open),
+            ("MAIL_SMTP_TIMEOUT", self.mail.smtp_timeout),
         ] {
             if ttl.is_zero() {
                 bail!("{name} must be longer than zero");
             }
+        }
+        if self.mail.retry_max < self.mail.retry_base {
+            bail!("MAIL_RETRY_MAX must be at least MAIL_RETRY_BASE");
+        }
+        if self.email_from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!("EMAIL_FROM must be an address like `authgraph <no-reply@example.com>`");
+        }
+        // The URL may carry SMTP credentials: name the variable, never echo the value.
+        if lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(self.smtp_url.expose_secret())
+            .is_err()
+        {
+            bail!("SMTP_URL must be smtp://host:port (add ?tls=required for STARTTLS) or smtps://host:port");
         }
         Ok(())
     }
@@ -353,6 +413,25 @@ mod tests {
         assert!(c.graphiql && c.graphql.introspection);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.refresh_cookie_path, "/graphql");
+        assert_eq!(c.mail.max_attempts, 10);
+        assert_eq!(c.mail.breaker_failures, 3);
+        assert_eq!(c.mail.breaker_open, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn mail_retry_bounds_must_be_ordered() {
+        let err = config(&[("MAIL_RETRY_BASE", "2h"), ("MAIL_RETRY_MAX", "1h")]).unwrap_err();
+        assert!(err.to_string().contains("MAIL_RETRY_MAX"), "{err}");
+        assert!(config(&[("SMTP_URL", "smtps://user:pw@mail.example.com:465")]).is_ok());
+        assert!(config(&[("SMTP_URL", "smtp://mail.example.com:587?tls=required")]).is_ok());
+    }
+
+    #[test]
+    fn a_bad_smtp_url_is_not_echoed() {
+        let err = config(&[("SMTP_URL", "ftp://user:hunter2@host")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -390,9 +469,32 @@ mod tests {
             ("THROTTLE_REGISTER_ADDRESS", "0/1h"),
             ("REFRESH_COOKIE_SAMESITE", "sometimes"),
             ("PUBLIC_URL", "example.com"),
+            ("EMAIL_FROM", "not an address"),
+            ("SMTP_URL", "http://mail.example.com"),
+            ("MAIL_MAX_ATTEMPTS", "0"),
+            ("MAIL_BREAKER_FAILURES", "0"),
+            ("MAIL_BREAKER_OPEN", "0"),
+            ("MAIL_RETRY_BASE", "soon"),
+            ("MAIL_POLL_INTERVAL", "0"),
+            ("MAIL_SMTP_TIMEOUT", "-5"),
+            ("GRAPHIQL_CDN_URL", "unpkg.com"),
+            ("GRAPHIQL_CDN_URL", "//cdn.example.com"),
+            ("GRAPHIQL_CDN_URL", "https://cdn.example.com/\"><script>"),
         ] {
             let err = config(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn graphiql_cdn_url_takes_a_url_or_a_path() {
+        assert_eq!(config(&[]).unwrap().graphiql_cdn_url, None);
+        for (raw, kept) in [
+            ("https://cdn.example.com/npm/", "https://cdn.example.com/npm"),
+            ("/graphiql-assets", "/graphiql-assets"),
+        ] {
+            let c = config(&[("GRAPHIQL_CDN_URL", raw)]).unwrap();
+            assert_eq!(c.graphiql_cdn_url.as_deref(), Some(kept));
         }
     }
 

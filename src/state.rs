@@ -9,6 +9,7 @@ use crate::{
     auth::{Auth, Policy, jwt::JwtKeys, password::PasswordHasher},
     config::Config,
     db,
+    mail::Composer,
 };
 
 /// Shared by the router and the GraphQL schema.
@@ -48,7 +49,9 @@ impl AppState {
             refresh_grace: config.refresh_grace,
         };
         Ok(Self {
-            auth: Auth::new(pool, Arc::new(keys), passwords, policy).with_throttle(config.throttle.clone()),
+            auth: Auth::new(pool, Arc::new(keys), passwords, policy)
+                .with_mail(Composer::new(&config.public_url, &config.email_from))
+                .with_throttle(config.throttle.clone()),
             config: Arc::new(config),
         })
     }

@@ -46,6 +46,11 @@ impl Email {
         Ok(Self(email))
     }
 
+    /// An address read back from the database, normalised when it was stored.
+    pub(crate) fn stored(email: &str) -> Self {
+        Self(email.to_owned())
+    }
+
     /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -223,8 +223,7 @@ impl Throttle {
         let mut conn = self.db.get().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                let now = db::throttle::now(conn).await?;
-                let rows = db::throttle::lock(conn, &keys, now).await?;
+                let (rows, now) = db::throttle::lock(conn, &keys).await?;
                 let waiting = rows
                     .iter()
                     .filter_map(|row| Some((remaining_wait(row, now)?, limit_of(&counted, &row.key)?)))

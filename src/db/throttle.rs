@@ -21,21 +21,16 @@ pub struct Counter {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
-/// The database's clock: every replica decides by the same time.
-pub async fn now(conn: &mut AsyncPgConnection) -> QueryResult<DateTime<Utc>> {
-    diesel::select(diesel::dsl::now.into_sql::<diesel::sql_types::Timestamptz>())
-        .get_result(conn)
-        .await
-}
-
 /// Makes sure a row exists for every key (a new one has no attempts and an expired
-/// window), then locks them all, in key order so two transactions never deadlock.
-/// Call inside a transaction: the locks last until it ends.
+/// window) and locks them all, in key order so two transactions never deadlock; answers
+/// them with the database's clock, so every replica decides by the same time. One
+/// statement: the no-op update on conflict is what takes the lock. Call inside a
+/// transaction: the locks last until it ends.
 pub async fn lock(
     conn: &mut AsyncPgConnection,
     keys: &[String],
-    now: DateTime<Utc>,
-) -> QueryResult<Vec<Counter>> {
+) -> QueryResult<(Vec<Counter>, DateTime<Utc>)> {
+    use diesel::{dsl::sql, sql_types::Timestamptz};
     let mut sorted: Vec<&String> = keys.iter().collect();
     sorted.sort();
     sorted.dedup();
@@ -44,23 +39,20 @@ pub async fn lock(
         .map(|key| {
             (
                 throttle_counters::key.eq(*key),
-                throttle_counters::window_ends_at.eq(now),
+                throttle_counters::window_ends_at.eq(sql::<Timestamptz>("now()")),
             )
         })
         .collect();
-    diesel::insert_into(throttle_counters::table)
+    let rows: Vec<(Counter, DateTime<Utc>)> = diesel::insert_into(throttle_counters::table)
         .values(&fresh)
         .on_conflict(throttle_counters::key)
-        .do_nothing()
-        .execute(conn)
+        .do_update()
+        .set(throttle_counters::key.eq(excluded(throttle_counters::key)))
+        .returning((Counter::as_returning(), sql::<Timestamptz>("now()")))
+        .get_results(conn)
         .await?;
-    throttle_counters::table
-        .filter(throttle_counters::key.eq_any(sorted))
-        .order(throttle_counters::key)
-        .select(Counter::as_select())
-        .for_update()
-        .load(conn)
-        .await
+    let now = <[_]>::first(&rows).map_or_else(Utc::now, |(_, now)| *now);
+    Ok((rows.into_iter().map(|(counter, _)| counter).collect(), now))
 }
 
 /// Writes counters back (inside the transaction that locked them).

@@ -250,3 +250,86 @@ async fn limits_that_are_off_count_nothing() {
         0
     );
 }
+
+const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
+
+#[tokio::test]
+async fn guessing_tokens_is_limited_per_address_and_good_tokens_do_not_count() {
+    let app = spawn(&[("THROTTLE_TOKEN_ADDRESS", "3/1h,1h..1h")]).await;
+    let registered = app.register(&email("tokens"), PASSWORD).await;
+    // Good tokens, many times: each attempt is given back.
+    let mut token = registered["refreshToken"].as_str().unwrap().to_owned();
+    for _ in 0..5 {
+        let body = app.graphql(REFRESH, json!({ "t": token })).await;
+        token = body["data"]["refresh"]["refreshToken"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{body}"))
+            .to_owned();
+    }
+    for n in 0..3 {
+        let body = app.graphql(REFRESH, json!({ "t": format!("guess-{n}") })).await;
+        assert_eq!(code(&body), "INVALID_TOKEN");
+    }
+    // Refresh, verification and reset tokens share the budget of the address.
+    for (query, vars) in [
+        (REFRESH, json!({ "t": token })),
+        (
+            "mutation($t: String!) { verifyEmail(token: $t) }",
+            json!({ "t": "guess" }),
+        ),
+        (
+            "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) }",
+            json!({ "i": { "token": "guess", "newPassword": "a fresh passphrase here" } }),
+        ),
+    ] {
+        assert_eq!(code(&app.graphql(query, vars).await), "RATE_LIMITED");
+    }
+    let elsewhere = router_from(&app, "192.0.2.77:1");
+    let body = post_via(&elsewhere, REFRESH, json!({ "t": token }), &[])
+        .await
+        .body;
+    assert!(body["errors"].is_null(), "{body}");
+}
+
+#[tokio::test]
+async fn reset_requests_are_limited_per_recipient_known_or_not() {
+    let app = spawn(&[("THROTTLE_EMAIL_RECIPIENT", "2/1h")]).await;
+    let known = email("reset-known");
+    app.register(&known, PASSWORD).await;
+    let request = "mutation($e: String!) { requestPasswordReset(email: $e) }";
+    for address in [known.clone(), email("reset-unknown")] {
+        for _ in 0..2 {
+            let body = app.graphql(request, json!({ "e": address })).await;
+            assert_eq!(body["data"]["requestPasswordReset"], true, "{body}");
+        }
+        let body = app.graphql(request, json!({ "e": address.to_uppercase() })).await;
+        assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    }
+}
+
+#[tokio::test]
+async fn current_password_guesses_share_the_login_limit() {
+    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")]).await;
+    let address = email("change");
+    let registered = app.register(&address, PASSWORD).await;
+    let access = registered["accessToken"].as_str().unwrap();
+    let change = "mutation($i: ChangePasswordInput!) { changePassword(input: $i) { accessToken } }";
+    let guess = |current: &str| json!({ "i": { "currentPassword": current, "newPassword": "a fresh passphrase here" } });
+    for _ in 0..2 {
+        assert_eq!(code(&app.login(&address, WRONG).await), "INVALID_CREDENTIALS");
+    }
+    // A stolen access token buys no extra guesses at the current password.
+    assert_eq!(
+        code(&app.graphql_as(access, change, guess(WRONG)).await),
+        "INVALID_CREDENTIALS"
+    );
+    assert_eq!(
+        code(&app.graphql_as(access, change, guess(PASSWORD)).await),
+        "RATE_LIMITED"
+    );
+    let delete = "mutation($p: String!) { deleteAccount(password: $p) }";
+    assert_eq!(
+        code(&app.graphql_as(access, delete, json!({ "p": PASSWORD })).await),
+        "RATE_LIMITED"
+    );
+}
