@@ -7,6 +7,7 @@ pub mod limits;
 pub mod loader;
 pub mod mutation;
 pub mod query;
+pub mod telemetry;
 pub mod types;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
@@ -21,6 +22,8 @@ fn builder(
 ) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .enable_federation()
+        // First, so it is outermost and logs the codes `ErrorCodes` settled on.
+        .extension(telemetry::Telemetry)
         .extension(error::ErrorCodes)
         .extension(limits::DocumentLimits {
             max_aliases: limits.max_aliases,

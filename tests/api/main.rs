@@ -5,8 +5,10 @@
 )]
 
 mod account;
+mod attacks;
 mod cookies;
 mod e2e;
+mod edge;
 mod email;
 mod federation;
 mod helpers;
@@ -14,9 +16,13 @@ mod jwt;
 mod login;
 mod me;
 mod migrations;
+mod redaction;
 mod register;
+mod robustness;
 mod sessions;
 mod smtp_sink;
+mod support_abuse;
 mod support_mail;
 mod support_sql;
+mod throttle;
 mod transport;
