@@ -1,7 +1,8 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
-//! `keygen` and `user set-role`.
+//! `keygen` and `user set-role`, and the service's life cycle (background database
+//! preparation in development, graceful shutdown).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,16 +17,53 @@ use crate::{
 };
 
 const ENV_HELP: &str = "\
-Configuration comes from the environment (and a .env file in development):
-  DATABASE_URL        postgres://postgres@127.0.0.1:5432/authgraph
-  LISTEN_ADDR         127.0.0.1:8080
-  APP_ENV             development | production
-  JWT_KEYS            PKCS#8 PEM keys or comma-separated key files, newest first
+Configuration comes from environment variables (and a .env file when APP_ENV is not
+production). The main ones:
+  DATABASE_URL          postgres://postgres@127.0.0.1:5432/authgraph
+  DATABASE_POOL_SIZE    10 connections per process
+  DATABASE_TIMEOUT      1s: longest wait for a connection before SERVICE_UNAVAILABLE
+  LISTEN_ADDR           127.0.0.1:8080
+  APP_ENV               development | production
+  JWT_KEYS              PKCS#8 PEM keys, or comma-separated key files, newest first
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
-  PUBLIC_URL, SMTP_URL, EMAIL_FROM, LOG_FORMAT, RUST_LOG, CORS_ALLOWED_ORIGINS
+  PUBLIC_URL, SMTP_URL, EMAIL_FROM, CORS_ALLOWED_ORIGINS
+  LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)
+  SHUTDOWN_TIMEOUT      30s: how long SIGTERM waits for in-flight requests
 See README.md for every variable and its default.";
 
+const SERVE_HELP: &str = "\
+Reads every variable above. Routes: /graphql, /graphiql (development), /healthz,
+/readyz, /metrics, /.well-known/jwks.json.
+
+In development (APP_ENV unset or development) it also creates and migrates the database
+named by DATABASE_URL, in the background: the service starts even while PostgreSQL is
+down, /readyz answers 503 until the database is ready, and GraphQL requests answer
+SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
+In production it never touches the schema: run `authgraph migrate` first.
+
+SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
+most SHUTDOWN_TIMEOUT, then closes the database pool and exits 0.";
+
+const MIGRATE_HELP: &str = "\
+Reads DATABASE_URL (and APP_ENV: in development the database is created when missing),
+LOG_FORMAT and RUST_LOG. Safe to run from several replicas at once, and on every deploy:
+applied migrations are skipped.";
+
+const KEYGEN_HELP: &str = "\
+Reads no environment variable. The printed or written PEM is secret: keep it out of logs
+and version control. For rotating keys across replicas, see README.md (\"Production\").
+
+Examples:
+  authgraph keygen > key.pem
+  authgraph keygen --alg EdDSA --add-to /etc/authgraph/keys.pem";
+
+const USER_HELP: &str = "\
+Reads DATABASE_URL, DATABASE_POOL_SIZE and DATABASE_TIMEOUT, and loads the signing keys
+like `serve` (JWT_KEYS, or DATA_DIR in development).";
+
 /// authgraph: a self-hosted authentication service with a GraphQL API.
+///
+/// Runs the service (the default command) or one of the operator commands below.
 #[derive(Parser)]
 #[command(name = "authgraph", version, after_help = ENV_HELP)]
 struct Cli {
@@ -35,23 +73,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API on LISTEN_ADDR (the default command). In development, creates and
-    /// migrates the database first and generates a signing key under DATA_DIR.
+    /// Serve the API on LISTEN_ADDR (the default command).
+    #[command(after_help = SERVE_HELP)]
     Serve,
-    /// Apply pending migrations to DATABASE_URL (creating the database in development).
+    /// Apply pending database migrations to DATABASE_URL, then exit.
+    #[command(after_help = MIGRATE_HELP)]
     Migrate,
-    /// Print the federation SDL of the schema (what schema.graphql holds).
+    /// Print the federation SDL of the schema (what schema.graphql holds) and exit.
+    ///
+    /// Reads no environment variable and needs no database.
     PrintSchema,
     /// Generate a signing key as PKCS#8 PEM: printed, or added in front of a key file.
+    #[command(after_help = KEYGEN_HELP)]
     Keygen {
         /// ES256 (P-256, the default: every gateway verifies it) or EdDSA (Ed25519).
         #[arg(long, default_value = "ES256")]
         alg: String,
-        /// Prepend the key to this file (created with mode 0600), making it the signing key.
-        #[arg(long)]
+        /// Prepend the key to this file (created with mode 0600), making it the file's
+        /// signing key; the keys already there keep verifying.
+        #[arg(long, value_name = "FILE")]
         add_to: Option<PathBuf>,
     },
-    /// Manage users (reads DATABASE_URL).
+    /// Manage users directly in the database.
+    #[command(after_help = USER_HELP)]
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -61,6 +105,9 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Set a user's role: `authgraph user set-role alice@example.com ADMIN`.
+    ///
+    /// Takes effect on the user's next request (roles are read fresh), though access
+    /// tokens already issued carry the old `role` claim until they expire.
     SetRole {
         /// The user's email address.
         email: String,
@@ -126,24 +173,74 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    if config.is_development() {
-        prepare_database(&config)
-            .await
-            .context("preparing the development database (is PostgreSQL running at DATABASE_URL?)")?;
-    }
+    let shutdown_timeout = config.shutdown_timeout;
     let addr = config.listen_addr;
     let state = AppState::new(config)?;
+    if state.config.is_development() {
+        // In the background, so the service starts (not ready) while PostgreSQL is down.
+        state.readiness.set_preparing(true);
+        tokio::spawn(prepare_until_done(state.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
-    axum::serve(
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let readiness = state.readiness.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        readiness.set_draining();
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let server = axum::serve(
         listener,
-        crate::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let deadline = async {
+        stopped(stop_rx).await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served.context("serving")?,
+        () = deadline => tracing::warn!(
+            timeout_secs = shutdown_timeout.as_secs(),
+            "SHUTDOWN_TIMEOUT passed with requests in flight: dropping them"
+        ),
+    }
+    // The router's clones went with the server; this is the last one, so dropping it
+    // closes every pooled database connection.
+    drop(state);
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Creates and migrates the development database, retrying until PostgreSQL answers,
+/// then marks the service ready.
+async fn prepare_until_done(state: AppState) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match prepare_database(&state.config).await {
+            Ok(()) => {
+                state.readiness.set_preparing(false);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "preparing the development database failed (is PostgreSQL running at DATABASE_URL?)"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -159,7 +256,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }
 
 fn keygen(alg: &str, add_to: Option<PathBuf>) -> anyhow::Result<()> {

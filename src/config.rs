@@ -118,6 +118,8 @@ pub struct Config {
     pub body_limit: usize,
     /// `REQUEST_TIMEOUT`: longest a request may run.
     pub request_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT`: after SIGTERM or Ctrl-C, how long in-flight requests may still run.
+    pub shutdown_timeout: Duration,
     /// `PASSWORD_HASH_CONCURRENCY`: password hashes run at once (default: the number of cores).
     pub password_hash_concurrency: usize,
     /// `GRAPHQL_MAX_DEPTH`, `GRAPHQL_MAX_COMPLEXITY`, `GRAPHQL_MAX_ALIASES`, ... and the
@@ -203,7 +205,9 @@ impl Config {
                 get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/authgraph".into()),
             ),
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", 10)?,
-            database_timeout: duration(&get, "DATABASE_TIMEOUT", "2s")?,
+            // Below 2 s, so a request needing a database that is down answers
+            // SERVICE_UNAVAILABLE within 2 s, checkout and all.
+            database_timeout: duration(&get, "DATABASE_TIMEOUT", "1s")?,
             listen_addr: parse(&get, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_url: public_url.trim_end_matches('/').to_owned(),
             smtp_url: SecretString::from(get("SMTP_URL").unwrap_or_else(|| "smtp://127.0.0.1:1025".into())),
@@ -224,6 +228,7 @@ impl Config {
             graphiql_cdn_url: get("GRAPHIQL_CDN_URL"),
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
             request_timeout: duration(&get, "REQUEST_TIMEOUT", "30s")?,
+            shutdown_timeout: duration(&get, "SHUTDOWN_TIMEOUT", "30s")?,
             password_hash_concurrency: parse(&get, "PASSWORD_HASH_CONCURRENCY", cores)?,
             graphql: GraphqlLimits {
                 max_depth: parse(&get, "GRAPHQL_MAX_DEPTH", 10)?,
@@ -256,6 +261,7 @@ impl Config {
             ("SESSION_MAX_LIFETIME", self.session_max_lifetime),
             ("DATABASE_TIMEOUT", self.database_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
         ] {
             if ttl.is_zero() {
                 bail!("{name} must be longer than zero");
@@ -331,6 +337,8 @@ mod tests {
         assert!(c.graphiql && c.graphql.introspection);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.refresh_cookie_path, "/graphql");
+        assert_eq!(c.database_timeout, Duration::from_secs(1));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -359,6 +367,9 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("REFRESH_COOKIE_SAMESITE", "sometimes"),
             ("PUBLIC_URL", "example.com"),
+            ("SHUTDOWN_TIMEOUT", "0"),
+            ("SHUTDOWN_TIMEOUT", "a while"),
+            ("DATABASE_TIMEOUT", "0s"),
         ] {
             let err = config(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");

@@ -4,6 +4,7 @@ pub mod context;
 pub mod error;
 pub mod guards;
 pub mod limits;
+pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod types;
@@ -20,6 +21,8 @@ fn builder(
 ) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .enable_federation()
+        // Outermost, so it sees the codes `ErrorCodes` puts on every error.
+        .extension(metrics::OperationMetrics)
         .extension(error::ErrorCodes)
         .extension(limits::DocumentLimits {
             max_aliases: limits.max_aliases,

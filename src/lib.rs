@@ -6,7 +6,7 @@
 //! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
 //! - storage: [`db`] (pool, migrations, queries per table).
 //!
-//! [`config`] and [`telemetry`] sit beside them; [`state`] wires them together.
+//! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
 
 pub mod auth;
 pub mod cli;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod graphql;
 pub mod http;
+pub mod metrics;
 pub mod request;
 pub mod state;
 pub mod telemetry;

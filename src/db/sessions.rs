@@ -97,7 +97,10 @@ pub async fn revoke_all_for_user(
     diesel::update(sessions::table)
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
-        .set((sessions::revoked_at.eq(diesel::dsl::now), sessions::revoked_reason.eq(reason)))
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
         .execute(conn)
         .await
 }

@@ -46,6 +46,8 @@ impl MutationRoot {
 /// Hands a new token pair to the client: the refresh token in the body, or as an
 /// HttpOnly cookie when the request asked for cookie delivery.
 fn deliver(ctx: &Context<'_>, issued: Issued) -> AuthPayload {
+    // The request's later log lines (the operation summary) name the signed-in user.
+    tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
     let user = User::issued(&issued);
     let refresh_token = if ctx.request().cookie_delivery {
         let config = &ctx.state().config;

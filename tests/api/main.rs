@@ -9,5 +9,8 @@ mod jwt;
 mod login;
 mod me;
 mod migrations;
+mod outage;
 mod register;
+mod support_pg;
+mod support_process;
 mod transport;
