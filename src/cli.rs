@@ -32,8 +32,9 @@ production). The main ones:
 See README.md for every variable and its default.";
 
 const SERVE_HELP: &str = "\
-Reads every variable above. Routes: /graphql, /graphiql (development), /healthz,
-/readyz, /metrics, /.well-known/jwks.json.
+Reads every variable that `authgraph --help` lists (DATABASE_URL, LISTEN_ADDR, APP_ENV,
+JWT_KEYS, LOG_FORMAT, SHUTDOWN_TIMEOUT, ...; README.md has them all). Routes: /graphql,
+/graphiql (development), /healthz, /readyz, /metrics, /.well-known/jwks.json.
 
 In development (APP_ENV unset or development) it also creates and migrates the database
 named by DATABASE_URL, in the background: the service starts even while PostgreSQL is

@@ -4,13 +4,17 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod cli;
 mod helpers;
 mod jwt;
 mod login;
 mod me;
+mod metrics;
 mod migrations;
 mod outage;
 mod register;
+mod replicas;
+mod shutdown;
 mod support_pg;
 mod support_process;
 mod transport;

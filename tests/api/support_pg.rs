@@ -133,10 +133,6 @@ impl PgCluster {
     pub fn url(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir.0
-    }
 }
 
 impl Drop for PgCluster {

@@ -1,0 +1,192 @@
+//! Two service processes on one database, as behind a load balancer: whatever one
+//! replica does, the other sees.
+
+use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{LOGIN, ME, PASSWORD, REGISTER, TestDb, email},
+    support_process::Service,
+};
+
+/// Two production replicas sharing a database and a signing key.
+pub fn two_replicas(db: &TestDb) -> (Service, Service) {
+    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+    let vars = [
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_KEYS", pem.expose_secret()),
+    ];
+    (Service::spawn(&vars), Service::spawn(&vars))
+}
+
+fn bearer(token: &Value) -> String {
+    format!("Bearer {}", token.as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_started_on_one_replica_works_on_the_other() {
+    let db = TestDb::create();
+    let (a, b) = two_replicas(&db);
+    assert_eq!(
+        a.get("/.well-known/jwks.json").await,
+        b.get("/.well-known/jwks.json").await
+    );
+
+    let address = email("replica");
+    let (_, registered, _) = a
+        .graphql(
+            REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let token = &registered["data"]["register"]["accessToken"];
+    let (_, me, _) = b
+        .graphql(ME, json!({}), &[("authorization", &bearer(token))])
+        .await;
+    assert_eq!(me["data"]["me"]["email"], address.as_str(), "{me}");
+
+    let (_, login, _) = b
+        .graphql(
+            LOGIN,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let token = &login["data"]["login"]["accessToken"];
+    let (_, me, _) = a
+        .graphql(ME, json!({}), &[("authorization", &bearer(token))])
+        .await;
+    assert_eq!(me["data"]["me"]["email"], address.as_str(), "{me}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_carry_request_and_user_but_no_secrets() {
+    let db = TestDb::create();
+    let (a, _b) = two_replicas(&db);
+    let address = email("logs");
+    let (_, registered, _) = a
+        .graphql(
+            REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let user_id = registered["data"]["register"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, _, _) = a
+        .graphql(
+            LOGIN,
+            json!({ "input": { "email": address, "password": "wrong password!" } }),
+            &[("x-request-id", "trace-wrong-1")],
+        )
+        .await;
+    let (_, login, _) = a
+        .graphql(
+            LOGIN,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[("x-request-id", "trace-login-1")],
+        )
+        .await;
+    let refresh = login["data"]["login"]["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let access = login["data"]["login"]["accessToken"].as_str().unwrap().to_owned();
+
+    let lines = a.json_lines();
+    for line in &lines {
+        for key in ["timestamp", "level", "message"] {
+            assert!(line.get(key).is_some(), "no {key} in {line}");
+        }
+    }
+    let find = |message: &str, request_id: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message && l["request_id"] == request_id)
+            .unwrap_or_else(|| panic!("no `{message}` line for {request_id} in {lines:#?}"))
+            .clone()
+    };
+    let succeeded = find("login succeeded", "trace-login-1");
+    assert_eq!(succeeded["user.id"], user_id.as_str());
+    assert_eq!(succeeded["operation_name"], "Login");
+    assert_eq!(succeeded["level"], "INFO");
+    let failed = find("login failed: invalid credentials", "trace-wrong-1");
+    assert_eq!(failed["user.id"], user_id.as_str());
+    let summary = find("graphql operation succeeded", "trace-login-1");
+    assert_eq!(
+        summary["user.id"],
+        user_id.as_str(),
+        "the operation line names the user"
+    );
+
+    let text = a.lines().join("\n");
+    for secret in [address.as_str(), PASSWORD, "wrong password!", &refresh, &access] {
+        assert!(!text.contains(secret), "a log line carries a secret or an email");
+    }
+}
+
+/// Step 2 of the README's key rotation: during a rolling restart one replica signs with
+/// the new key and another still with the old; each accepts the other's tokens.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_mid_rotation_accept_each_others_tokens() {
+    let db = TestDb::create();
+    let dir = crate::support_process::TempDir::new("keys");
+    let (old, new) = (dir.0.join("keys.pem"), dir.0.join("next.pem"));
+    for path in [&old, &new] {
+        let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+        std::fs::write(path, pem.expose_secret()).unwrap();
+    }
+    let keys = |first: &std::path::Path, second: &std::path::Path| {
+        format!("{},{}", first.display(), second.display())
+    };
+    let (old_first, new_first) = (keys(&old, &new), keys(&new, &old));
+    let replica = |keys: &str| {
+        Service::spawn(&[
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", db.url.as_str()),
+            ("JWT_KEYS", keys),
+        ])
+    };
+    let (a, b) = (replica(&old_first), replica(&new_first));
+    let (_, jwks_a) = a.get("/.well-known/jwks.json").await;
+    let jwks: Value = serde_json::from_str(&jwks_a).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "both keys published");
+
+    let address = email("rotation");
+    let (_, registered, _) = a
+        .graphql(
+            REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let (_, login, _) = b
+        .graphql(
+            LOGIN,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let from_a = &registered["data"]["register"]["accessToken"];
+    let from_b = &login["data"]["login"]["accessToken"];
+    let kid = |token: &Value| {
+        let header = token.as_str().unwrap().split('.').next().unwrap().to_owned();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()["kid"].clone()
+    };
+    assert_ne!(kid(from_a), kid(from_b), "each replica signs with its first key");
+    for (service, token) in [(&b, from_a), (&a, from_b)] {
+        let (_, me, _) = service
+            .graphql(ME, json!({}), &[("authorization", &bearer(token))])
+            .await;
+        assert_eq!(me["data"]["me"]["email"], address.as_str(), "{me}");
+    }
+}
