@@ -28,7 +28,7 @@ fmt:
     cargo fmt
 
 lint:
-    cargo clippy --all-targets -- -D warnings
+    cargo clippy --workspace --all-targets -- -D warnings
 
 test: db-up
     cargo test
@@ -36,3 +36,9 @@ test: db-up
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# The benchmark: release build, then authgraph vs its ceiling and the argon2 limit.
+# Plain commands: cargo build --release --workspace && ./target/release/authgraph-bench
+bench: db-up
+    cargo build --release --workspace
+    ./target/release/authgraph-bench

@@ -1,11 +1,13 @@
 //! Auth logic: the use cases (register, login, authenticate, ...) as async functions over
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
+pub mod account;
 pub mod error;
 pub mod input;
 pub mod jwt;
 pub mod password;
 pub mod refresh_token;
+mod sessions;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -229,13 +231,14 @@ impl Auth {
             &NewSession {
                 user_id: user.id,
                 user_agent,
+                created_at: now,
+                last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
             },
         )
         .await?;
-        let refresh_token = PlainToken::generate()?;
-        db::refresh_tokens::insert(conn, &refresh_token.hash().0, session.id, expires).await?;
+        let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
         let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
         Ok(Issued {
             user,

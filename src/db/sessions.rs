@@ -40,6 +40,10 @@ pub struct NewSession<'a> {
     pub user_id: Uuid,
     /// The client that logged in, truncated.
     pub user_agent: Option<&'a str>,
+    /// Login time (the application's clock, which also computes the expiries).
+    pub created_at: DateTime<Utc>,
+    /// Same as `created_at`.
+    pub last_used_at: DateTime<Utc>,
     /// Expiry of the first refresh token.
     pub expires_at: DateTime<Utc>,
     /// Hard end of the session.
@@ -96,6 +100,85 @@ pub async fn revoke_all_for_user(
 ) -> QueryResult<usize> {
     diesel::update(sessions::table)
         .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Locks a session row for the rest of the transaction: every refresh of one session
+/// queues here, on every replica.
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
+    sessions::table
+        .find(id)
+        .for_update()
+        .select(Session::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Records a refresh: new last use and the new token's expiry.
+pub async fn touch(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set((sessions::last_used_at.eq(at), sessions::expires_at.eq(expires_at)))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Ends one session if still live; answers whether it did.
+pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid, reason: &str) -> QueryResult<bool> {
+    diesel::update(sessions::table.find(id))
+        .filter(sessions::revoked_at.is_null())
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// Ends one session of `user_id` if it is live; answers whether it did.
+pub async fn revoke_owned(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    user_id: Uuid,
+    reason: &str,
+) -> QueryResult<bool> {
+    diesel::update(sessions::table.find(id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(diesel::dsl::now))
+        .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
+        .set((
+            sessions::revoked_at.eq(diesel::dsl::now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}
+
+/// Ends every live session of a user but one.
+pub async fn revoke_all_except(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep: Uuid,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(sessions::table)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::id.ne(keep))
         .filter(sessions::revoked_at.is_null())
         .set((
             sessions::revoked_at.eq(diesel::dsl::now),

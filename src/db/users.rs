@@ -146,3 +146,43 @@ pub async fn set_role(conn: &mut AsyncPgConnection, email: &str, role: Role) -> 
         .execute(conn)
         .await
 }
+
+/// Sets or clears the display name; answers the updated row.
+pub async fn set_display_name(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    display_name: Option<&str>,
+) -> QueryResult<User> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::display_name.eq(display_name),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Replaces the password hash.
+pub async fn set_password_hash(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    password_hash: &str,
+) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Deletes a user; sessions and tokens go with it (foreign keys cascade).
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    diesel::delete(users::table.find(id))
+        .execute(conn)
+        .await
+        .map(|n| n > 0)
+}

@@ -1,12 +1,17 @@
 //! `Mutation`: each resolver reads its input, calls one `auth` use case, converts.
 
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, ID, MaybeUndefined, Object, Result};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
 
 use super::{
     context::ContextExt,
-    types::{AuthPayload, LoginInput, RegisterInput, User},
+    types::{AuthPayload, ChangePasswordInput, LoginInput, RegisterInput, UpdateProfileInput, User},
 };
-use crate::{auth::Issued, request::REFRESH_COOKIE};
+use crate::{
+    auth::{Issued, account::Change},
+    request::REFRESH_COOKIE,
+};
 
 const SET_COOKIE: &str = "set-cookie";
 
@@ -28,7 +33,7 @@ impl MutationRoot {
                 client,
             )
             .await?;
-        Ok(deliver(ctx, issued))
+        Ok(deliver(ctx, issued, false))
     }
 
     /// Signs in with email and password.
@@ -39,26 +44,133 @@ impl MutationRoot {
             .auth
             .login(&input.email, &input.password, client)
             .await?;
-        Ok(deliver(ctx, issued))
+        Ok(deliver(ctx, issued, false))
+    }
+
+    /// Exchanges a refresh token (the argument, or the refresh cookie when omitted) for
+    /// a new pair in the same session.
+    async fn refresh(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] refresh_token: Option<String>,
+    ) -> Result<AuthPayload> {
+        let (token, from_cookie) = refresh_token_of(ctx, refresh_token);
+        match ctx.state().auth.refresh(token.as_deref()).await {
+            Ok(issued) => Ok(deliver(ctx, issued, from_cookie)),
+            Err(err) => {
+                if from_cookie {
+                    clear_cookie(ctx);
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Ends the session of a refresh token (argument or cookie), or with
+    /// `allSessions: true` every session of the signed-in user. True even for an
+    /// unknown token.
+    async fn logout(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] refresh_token: Option<String>,
+        #[graphql(default = false)] all_sessions: bool,
+    ) -> Result<bool> {
+        let auth = &ctx.state().auth;
+        let (token, from_cookie) = refresh_token_of(ctx, refresh_token);
+        if all_sessions {
+            auth.logout_everywhere(ctx.viewer().await?.user.id).await?;
+        } else if let Some(token) = token {
+            auth.logout(&token).await?;
+        } else if ctx.request().authorization.is_some() {
+            // No refresh token at hand: end the session of the access token.
+            let viewer = ctx.viewer().await?;
+            auth.revoke_session(viewer.user.id, viewer.session_id).await?;
+        }
+        if from_cookie || ctx.request().cookie_delivery {
+            clear_cookie(ctx);
+        }
+        Ok(true)
+    }
+
+    /// Ends one of my own active sessions; false for anything else.
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        let viewer = ctx.viewer().await?;
+        let Ok(session_id) = Uuid::parse_str(&id) else {
+            return Ok(false);
+        };
+        Ok(ctx
+            .state()
+            .auth
+            .revoke_session(viewer.user.id, session_id)
+            .await?)
+    }
+
+    /// Changes my profile: an absent field is kept, `null` clears it.
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+        let viewer = ctx.viewer().await?;
+        let change = match &input.display_name {
+            MaybeUndefined::Undefined => Change::Keep,
+            MaybeUndefined::Null => Change::Clear,
+            MaybeUndefined::Value(name) => Change::Set(name.as_str()),
+        };
+        let user = ctx.state().auth.update_profile(viewer, change).await?;
+        Ok(User::own(user, viewer.session_id))
+    }
+
+    /// Changes my password: this session gets a new pair, every other session ends.
+    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
+        let viewer = ctx.viewer().await?;
+        let issued = ctx
+            .state()
+            .auth
+            .change_password(viewer, &input.current_password, &input.new_password)
+            .await?;
+        let had_cookie = ctx.request().refresh_cookie.is_some();
+        Ok(deliver(ctx, issued, had_cookie))
+    }
+
+    /// Deletes my account and everything that is mine; needs my password.
+    async fn delete_account(&self, ctx: &Context<'_>, #[graphql(secret)] password: String) -> Result<bool> {
+        let viewer = ctx.viewer().await?;
+        ctx.state().auth.delete_account(viewer, &password).await?;
+        clear_cookie(ctx);
+        Ok(true)
     }
 }
 
+/// The refresh token of a request: the argument wins over the cookie.
+fn refresh_token_of(ctx: &Context<'_>, argument: Option<String>) -> (Option<String>, bool) {
+    match argument {
+        Some(token) => (Some(token), false),
+        None => match &ctx.request().refresh_cookie {
+            Some(cookie) => (Some(cookie.expose_secret().to_owned()), true),
+            None => (None, false),
+        },
+    }
+}
+
+fn cookie(ctx: &Context<'_>, value: &str, max_age: i64) -> String {
+    let config = &ctx.state().config;
+    format!(
+        "{REFRESH_COOKIE}={value}; HttpOnly; Secure; SameSite={}; Path={}; Max-Age={max_age}",
+        config.refresh_cookie_samesite.as_str(),
+        config.refresh_cookie_path,
+    )
+}
+
+fn clear_cookie(ctx: &Context<'_>) {
+    ctx.append_http_header(SET_COOKIE, cookie(ctx, "", 0));
+}
+
 /// Hands a new token pair to the client: the refresh token in the body, or as an
-/// HttpOnly cookie when the request asked for cookie delivery.
-fn deliver(ctx: &Context<'_>, issued: Issued) -> AuthPayload {
+/// HttpOnly cookie when the request asked for cookie delivery (or came with the cookie).
+fn deliver(ctx: &Context<'_>, issued: Issued, as_cookie: bool) -> AuthPayload {
     // The request's later log lines (the operation summary) name the signed-in user.
     tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
     let user = User::issued(&issued);
-    let refresh_token = if ctx.request().cookie_delivery {
-        let config = &ctx.state().config;
-        let cookie = format!(
-            "{REFRESH_COOKIE}={}; HttpOnly; Secure; SameSite={}; Path={}; Max-Age={}",
-            issued.refresh_token.expose(),
-            config.refresh_cookie_samesite.as_str(),
-            config.refresh_cookie_path,
-            issued.refresh_expires_in,
-        );
-        ctx.append_http_header(SET_COOKIE, cookie);
+    let refresh_token = if as_cookie || ctx.request().cookie_delivery {
+        let value = cookie(ctx, issued.refresh_token.expose(), issued.refresh_expires_in);
+        ctx.append_http_header(SET_COOKIE, value);
         None
     } else {
         Some(issued.refresh_token.expose().to_owned())

@@ -1,6 +1,6 @@
 //! GraphQL object and input types, converted from storage rows.
 
-use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -63,6 +63,11 @@ impl User {
     /// The user a token pair was just issued to: the caller, whatever the header says.
     pub fn issued(issued: &Issued) -> Self {
         Self::build(issued.user.clone(), Some(issued.session_id))
+    }
+
+    /// The caller's own user, as seen through its session.
+    pub fn own(row: db::users::User, session_id: Uuid) -> Self {
+        Self::build(row, Some(session_id))
     }
 
     fn build(row: db::users::User, issued_session: Option<Uuid>) -> Self {
@@ -157,6 +162,24 @@ pub struct RegisterInput {
     pub password: String,
     /// Optional, 1 to 64 characters.
     pub display_name: Option<String>,
+}
+
+/// Profile changes: an absent field is left as it is, `null` clears it.
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    /// 1 to 64 characters, or null to clear.
+    pub display_name: MaybeUndefined<String>,
+}
+
+/// A password change.
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    /// The password in use now.
+    #[graphql(secret)]
+    pub current_password: String,
+    /// 8 to 128 characters.
+    #[graphql(secret)]
+    pub new_password: String,
 }
 
 /// Credentials.

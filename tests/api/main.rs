@@ -4,7 +4,9 @@
     reason = "test helpers outside #[test] fns stop the test on failure"
 )]
 
+mod account;
 mod cli;
+mod cookies;
 mod helpers;
 mod jwt;
 mod login;
@@ -14,6 +16,7 @@ mod migrations;
 mod outage;
 mod register;
 mod replicas;
+mod sessions;
 mod shutdown;
 mod support_pg;
 mod support_process;

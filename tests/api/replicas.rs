@@ -6,7 +6,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{LOGIN, ME, PASSWORD, REGISTER, TestDb, email},
+    helpers::{LOGIN, ME, PASSWORD, REGISTER, TestDb, code, email},
+    sessions::REFRESH,
     support_process::Service,
 };
 
@@ -189,4 +190,65 @@ async fn replicas_mid_rotation_accept_each_others_tokens() {
             .await;
         assert_eq!(me["data"]["me"]["email"], address.as_str(), "{me}");
     }
+}
+
+/// A refresh on one replica is seen by the other, and a rotated token replayed on the
+/// other replica (outside the grace window) is caught as reuse there.
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_rotation_and_reuse_detection_span_replicas() {
+    let db = TestDb::create();
+    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+    let vars = [
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_KEYS", pem.expose_secret()),
+        // No grace: a replay is reuse at once, without waiting in the test.
+        ("REFRESH_GRACE_SECONDS", "0"),
+    ];
+    let (a, b) = (Service::spawn(&vars), Service::spawn(&vars));
+    let address = email("replica-refresh");
+    let (_, registered, _) = a
+        .graphql(
+            REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let first = registered["data"]["register"]["refreshToken"].clone();
+
+    // Rotated on A; B accepts the new access token and the new refresh token.
+    let (_, rotated, _) = a.graphql(REFRESH, json!({ "t": first }), &[]).await;
+    let second = rotated["data"]["refresh"]["refreshToken"].clone();
+    assert!(second.is_string(), "{rotated}");
+    let (_, me, _) = b
+        .graphql(
+            ME,
+            json!({}),
+            &[(
+                "authorization",
+                &bearer(&rotated["data"]["refresh"]["accessToken"]),
+            )],
+        )
+        .await;
+    assert_eq!(me["data"]["me"]["email"], address.as_str(), "{me}");
+
+    // The first token, already rotated on A, replayed on B: reuse, session ended.
+    let (_, replay, _) = b.graphql(REFRESH, json!({ "t": first }), &[]).await;
+    assert_eq!(code(&replay), "TOKEN_REUSED", "{replay}");
+    // ... for A too: the current token of that session no longer works there.
+    let (_, after, _) = a.graphql(REFRESH, json!({ "t": second }), &[]).await;
+    assert_eq!(code(&after), "INVALID_TOKEN", "{after}");
+
+    let (_, metrics) = b.get("/metrics").await;
+    assert!(
+        metrics.contains("authgraph_refresh_token_reuse_detections_total 1"),
+        "{metrics}"
+    );
+    let warned = b
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "refresh token reused: session revoked")
+        .expect("a warning for the reuse");
+    assert_eq!(warned["level"], "WARN");
+    assert_eq!(warned["user.id"], registered["data"]["register"]["user"]["id"]);
 }

@@ -1,0 +1,473 @@
+//! `just bench`: measures authgraph against a bare-axum ceiling and the argon2 limit.
+//!
+//! One run, one machine, one table: every target is a ratio between figures measured
+//! in this run, so a noisy shared machine moves both sides of each ratio together.
+//! The service and the ceiling run as their own processes; this process only drives load.
+
+mod ceiling;
+mod load;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use authgraph::auth::{
+    input::Password,
+    jwt::{KeyAlgorithm, SigningKey},
+    password::PasswordHasher,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use load::{Op, Stats, Target};
+use serde_json::json;
+
+const SERVICE_ADDR: &str = "127.0.0.1:18080";
+const CEILING_ADDR: &str = "127.0.0.1:18081";
+const DB_NAME: &str = "authgraph_bench";
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Options {
+    duration: Duration,
+    users: usize,
+    scale_users: usize,
+    paced_rate: u32,
+}
+
+impl Options {
+    fn from_args() -> anyhow::Result<Self> {
+        let mut options = Self {
+            duration: Duration::from_secs(6),
+            users: 1000,
+            scale_users: 1_000_000,
+            paced_rate: 200,
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = || args.next().context("missing value");
+            match arg.as_str() {
+                "--duration" => options.duration = Duration::from_secs(value()?.parse()?),
+                "--users" => options.users = value()?.parse()?,
+                "--scale-users" => options.scale_users = value()?.parse()?,
+                "--paced-rate" => options.paced_rate = value()?.parse()?,
+                "run" => {}
+                other => bail!("unknown argument {other}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("ceiling") {
+        return ceiling::main();
+    }
+    let options = Options::from_args()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(options))
+}
+
+fn server_url() -> String {
+    std::env::var("BENCH_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+async fn admin() -> anyhow::Result<AsyncPgConnection> {
+    Ok(AsyncPgConnection::establish(&format!("{}/postgres", server_url())).await?)
+}
+
+/// Both processes get the same environment: same database, same keys.
+fn service_env(keys: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("APP_ENV", "production".into()),
+        ("DATABASE_URL", format!("{}/{DB_NAME}", server_url())),
+        ("JWT_KEYS", keys.display().to_string()),
+        ("RUST_LOG", "warn".into()),
+        ("LOG_FORMAT", "json".into()),
+        // The benchmark hammers one account from one address on purpose.
+        ("THROTTLE_ENABLED", "false".into()),
+        ("HTTP_RATE_LIMIT_PER_SECOND", "1000000".into()),
+        ("HTTP_RATE_LIMIT_BURST", "1000000".into()),
+        ("TRUSTED_PROXIES", String::new()),
+    ]
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(binary: &Path, args: &[&str], env: &[(&'static str, String)], listen: &str) -> anyhow::Result<Proc> {
+    let child = Command::new(binary)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("LISTEN_ADDR", listen)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Proc(child))
+}
+
+async fn wait_ready(addr: &str) -> anyhow::Result<()> {
+    let target = Target::new(addr);
+    for _ in 0..100 {
+        if target.get("/readyz").await.is_ok_and(|s| s == 200) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{addr} did not become ready")
+}
+
+/// Peak resident set of a process, from the kernel's high-water mark.
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("bench binary has no directory")?;
+    let service = dir.join("authgraph");
+    anyhow::ensure!(
+        service.exists(),
+        "{} missing: run `cargo build --release --workspace`",
+        service.display()
+    );
+    Ok((service, me))
+}
+
+async fn run(options: Options) -> anyhow::Result<()> {
+    let (service_bin, bench_bin) = binaries()?;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    println!(
+        "authgraph benchmark: {cores} cores, {}s per phase",
+        options.duration.as_secs()
+    );
+
+    let mut conn = admin().await?;
+    diesel::sql_query(format!("drop database if exists {DB_NAME} with (force)"))
+        .execute(&mut conn)
+        .await?;
+    diesel::sql_query(format!("create database {DB_NAME}"))
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+    let db_url = format!("{}/{DB_NAME}", server_url());
+    authgraph::db::run_migrations(&db_url).await?;
+
+    let dir = std::env::temp_dir().join(format!("authgraph-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let keys = dir.join("keys.pem");
+    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256)?;
+    authgraph::auth::jwt::write_private(&keys, secrecy::ExposeSecret::expose_secret(&pem))?;
+    let env = service_env(&keys);
+
+    let service = spawn(&service_bin, &["serve"], &env, SERVICE_ADDR)?;
+    let ceiling = spawn(&bench_bin, &["ceiling"], &env, CEILING_ADDR)?;
+    wait_ready(SERVICE_ADDR).await?;
+    wait_ready(CEILING_ADDR).await?;
+    let svc = Target::new(SERVICE_ADDR);
+    let ceil = Target::new(CEILING_ADDR);
+
+    // Users through the API, as a client would create them.
+    let started = Instant::now();
+    load::create_users(&svc, options.users, PASSWORD).await?;
+    println!(
+        "created {} users through the API in {:.1}s",
+        options.users,
+        started.elapsed().as_secs_f64()
+    );
+    let emails: Arc<Vec<String>> = Arc::new((0..options.users).map(load::user_email).collect());
+    let tokens: Arc<Vec<String>> = Arc::new(
+        load::login_many(&svc, &emails[..64], PASSWORD)
+            .await?
+            .into_iter()
+            .map(|p| p.0)
+            .collect(),
+    );
+
+    let d = options.duration;
+    let mut rows: Vec<(String, Stats)> = Vec::new();
+
+    let me_ceiling = phase(
+        &mut rows,
+        d,
+        "me (ceiling, 64 conns)",
+        &ceil,
+        Op::CeilingMe(tokens.clone()),
+        64,
+    )
+    .await?;
+    let me = phase(&mut rows, d, "me (64 conns)", &svc, Op::Me(tokens.clone()), 64).await?;
+    let login_ceiling = phase(
+        &mut rows,
+        d,
+        "login (ceiling, 32 conns)",
+        &ceil,
+        Op::CeilingLogin(emails.clone(), PASSWORD.into()),
+        32,
+    )
+    .await?;
+    let login = phase(
+        &mut rows,
+        d,
+        "login (32 conns)",
+        &svc,
+        Op::Login(emails.clone(), PASSWORD.into()),
+        32,
+    )
+    .await?;
+    let register = phase(&mut rows, d, "register (32 conns)", &svc, Op::Register, 32).await?;
+    let chains = load::login_many(&svc, &emails[64..128], PASSWORD).await?;
+    let refresh = phase(
+        &mut rows,
+        d,
+        "refresh (64 conns, own chains)",
+        &svc,
+        Op::Refresh(Arc::new(chains.into_iter().map(|p| p.1).collect())),
+        64,
+    )
+    .await?;
+
+    let paced_alone = load::paced(&svc, Op::Me(tokens.clone()), options.paced_rate, d).await?;
+    println!(
+        "  {:<28} {}",
+        format!("me @{}/s alone", options.paced_rate),
+        paced_alone.line()
+    );
+    let storm = {
+        let svc = svc.clone();
+        let emails = emails.clone();
+        tokio::spawn(async move { load::closed_loop(&svc, Op::Login(emails, PASSWORD.into()), 32, d).await })
+    };
+    // Let the storm fill the hash queue before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paced_storm = load::paced(&svc, Op::Me(tokens.clone()), options.paced_rate, d).await?;
+    let storm = storm.await??;
+    println!(
+        "  {:<28} {}",
+        format!("me @{}/s in login storm", options.paced_rate),
+        paced_storm.line()
+    );
+    println!("  {:<28} {}", "  (the storm: login, 32 conns)", storm.line());
+    rows.push((format!("me @{}/s alone", options.paced_rate), paced_alone.clone()));
+    rows.push((
+        format!("me @{}/s during login storm", options.paced_rate),
+        paced_storm.clone(),
+    ));
+
+    // argon2: the verification cost on this machine, measured in this process.
+    let hasher = PasswordHasher::new(1)?;
+    let hash = hasher
+        .hash(Password::candidate(PASSWORD))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut times = Vec::new();
+    for _ in 0..30 {
+        let t = Instant::now();
+        let _ = hasher
+            .verify(Password::candidate("wrong guess"), Some(hash.clone()))
+            .await;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let argon2_median = times[times.len() / 2];
+    let argon2_limit = cores as f64 / argon2_median;
+    println!(
+        "  argon2 verification median {:.1} ms: limit {:.1}/s on {cores} cores",
+        argon2_median * 1e3,
+        argon2_limit
+    );
+
+    let (unknown_ms, wrong_ms) = load::enumeration_timing(&svc, &emails, 40).await?;
+    println!("  login median: unknown email {unknown_ms:.1} ms, wrong password {wrong_ms:.1} ms");
+
+    // Scale: the same figures with a million users in the table.
+    let (me_1m, login_1m) = if options.scale_users > options.users {
+        let started = Instant::now();
+        let mut conn = AsyncPgConnection::establish(&db_url).await?;
+        diesel::sql_query(format!(
+            "insert into users (email, password_hash) \
+             select 'seed-' || g || '@bench.local', (select password_hash from users limit 1) \
+             from generate_series(1, {}) g",
+            options.scale_users - options.users
+        ))
+        .execute(&mut conn)
+        .await?;
+        diesel::sql_query("analyze users").execute(&mut conn).await?;
+        println!(
+            "seeded {} users in SQL in {:.1}s",
+            options.scale_users,
+            started.elapsed().as_secs_f64()
+        );
+        let me_1m = phase(
+            &mut rows,
+            d,
+            "me (64 conns, 1M users)",
+            &svc,
+            Op::Me(tokens.clone()),
+            64,
+        )
+        .await?;
+        let login_1m = phase(
+            &mut rows,
+            d,
+            "login (32 conns, 1M users)",
+            &svc,
+            Op::Login(emails.clone(), PASSWORD.into()),
+            32,
+        )
+        .await?;
+        (Some(me_1m), Some(login_1m))
+    } else {
+        (None, None)
+    };
+
+    let rss = peak_rss_mb(service.0.id());
+    drop(ceiling);
+    drop(service);
+
+    let mut targets = vec![
+        Goal::at_least("me / ceiling me", me.rps / me_ceiling.rps, 0.7),
+        Goal::at_least("login / ceiling login", login.rps / login_ceiling.rps, 0.95),
+        Goal::at_least("register / login", register.rps / login.rps, 0.9),
+        Goal::at_least("refresh / me", refresh.rps / me.rps, 0.3),
+        Goal::at_most(
+            "me p99 in storm / alone",
+            paced_storm.p99_ms / paced_alone.p99_ms,
+            4.0,
+        ),
+        Goal::at_most("peak RSS (MB)", rss, 64.0),
+        Goal::at_most(
+            "|unknown - wrong| / wrong login",
+            (unknown_ms - wrong_ms).abs() / wrong_ms,
+            0.10,
+        ),
+    ];
+    if let (Some(me_1m), Some(login_1m)) = (&me_1m, &login_1m) {
+        targets.push(Goal::at_most(
+            "me rps 1M vs 1k (loss)",
+            1.0 - me_1m.rps / me.rps,
+            0.10,
+        ));
+        targets.push(Goal::at_most(
+            "login rps 1M vs 1k (loss)",
+            1.0 - login_1m.rps / login.rps,
+            0.10,
+        ));
+    }
+
+    let mut report = String::new();
+    report.push_str("| operation | req/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n");
+    for (name, s) in &rows {
+        report.push_str(&format!(
+            "| {name} | {:.0} | {:.2} | {:.2} | {} |\n",
+            s.rps, s.p50_ms, s.p99_ms, s.errors
+        ));
+    }
+    report.push_str(&format!(
+        "\nargon2id verification median {:.1} ms → limit {:.1} logins/s on {cores} cores; \
+         login median unknown email {unknown_ms:.1} ms vs wrong password {wrong_ms:.1} ms; \
+         service peak RSS {rss:.1} MB.\n\n",
+        argon2_median * 1e3,
+        argon2_limit
+    ));
+    report.push_str("| target | measured | goal | result |\n|---|---:|---:|---|\n");
+    let mut all = true;
+    for t in &targets {
+        all &= t.pass();
+        report.push_str(&format!(
+            "| {} | {:.3} | {} {} | {} |\n",
+            t.name,
+            t.value,
+            if t.max { "≤" } else { "≥" },
+            t.goal,
+            if t.pass() { "pass" } else { "FAIL" }
+        ));
+    }
+    report.push_str(&format!(
+        "\n(login reached {:.0}% of the argon2 limit; the ceiling's login {:.0}%.)\n",
+        100.0 * login.rps / argon2_limit,
+        100.0 * login_ceiling.rps / argon2_limit
+    ));
+    println!("\n{report}");
+    let out = Path::new("target/bench");
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("latest.md"), &report)?;
+    println!("written to target/bench/latest.md");
+    let _ = std::fs::remove_dir_all(&dir);
+    if !all {
+        bail!("some targets were missed");
+    }
+    Ok(())
+}
+
+async fn phase(
+    rows: &mut Vec<(String, Stats)>,
+    duration: Duration,
+    name: &str,
+    target: &Target,
+    op: Op,
+    conns: usize,
+) -> anyhow::Result<Stats> {
+    let stats = load::closed_loop(target, op, conns, duration).await?;
+    println!("  {name:<28} {}", stats.line());
+    rows.push((name.to_owned(), stats.clone()));
+    Ok(stats)
+}
+
+struct Goal {
+    name: &'static str,
+    value: f64,
+    goal: f64,
+    max: bool,
+}
+
+impl Goal {
+    fn at_least(name: &'static str, value: f64, goal: f64) -> Self {
+        Self {
+            name,
+            value,
+            goal,
+            max: false,
+        }
+    }
+
+    fn at_most(name: &'static str, value: f64, goal: f64) -> Self {
+        Self {
+            name,
+            value,
+            goal,
+            max: true,
+        }
+    }
+
+    fn pass(&self) -> bool {
+        if self.max {
+            self.value <= self.goal
+        } else {
+            self.value >= self.goal
+        }
+    }
+}
+
+/// Used by `load` for request bodies.
+pub(crate) fn graphql_body(query: &str, variables: serde_json::Value) -> bytes::Bytes {
+    bytes::Bytes::from(json!({ "query": query, "variables": variables }).to_string())
+}

@@ -1,0 +1,124 @@
+//! Account use cases: profile, password change, deletion.
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use tracing::{info, instrument};
+
+use super::{
+    Auth, AuthError, Issued, Viewer,
+    input::{DisplayName, Password},
+};
+use crate::db::{self, users::User};
+
+/// A requested change to a nullable field: leave it, clear it, or set it.
+#[derive(Debug)]
+pub enum Change<T> {
+    /// The field was absent: keep the current value.
+    Keep,
+    /// The field was `null`: clear it.
+    Clear,
+    /// A new value.
+    Set(T),
+}
+
+impl Auth {
+    /// Updates the caller's profile.
+    #[instrument(skip_all, fields(user.id = %viewer.user.id))]
+    pub async fn update_profile(
+        &self,
+        viewer: &Viewer,
+        display_name: Change<&str>,
+    ) -> Result<User, AuthError> {
+        let display_name = match display_name {
+            Change::Keep => return Ok(viewer.user.clone()),
+            Change::Clear => None,
+            Change::Set(raw) => Some(DisplayName::parse(raw)?),
+        };
+        let mut conn = self.conn().await?;
+        let user = db::users::set_display_name(
+            &mut conn,
+            viewer.user.id,
+            display_name.as_ref().map(DisplayName::as_str),
+        )
+        .await?;
+        Ok(user)
+    }
+
+    /// Changes the caller's password: the current session gets a new pair (same `sid`),
+    /// every other session ends (ASVS 7.4.3).
+    #[instrument(skip_all, fields(user.id = %viewer.user.id))]
+    pub async fn change_password(
+        &self,
+        viewer: &Viewer,
+        current: &str,
+        new: &str,
+    ) -> Result<Issued, AuthError> {
+        let new = Password::new_password(new, "newPassword")?;
+        if !self
+            .passwords
+            .verify(
+                Password::candidate(current),
+                Some(viewer.user.password_hash.clone()),
+            )
+            .await?
+        {
+            info!("password change refused: wrong current password");
+            return Err(AuthError::InvalidCredentials);
+        }
+        let hash = self.passwords.hash(new).await?;
+        let (user_id, session_id) = (viewer.user.id, viewer.session_id);
+        let mut conn = self.conn().await?;
+        let issued = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                db::users::set_password_hash(conn, user_id, &hash).await?;
+                let ended =
+                    db::sessions::revoke_all_except(conn, user_id, session_id, "password_change").await?;
+                let session = db::sessions::lock(conn, session_id)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                // The session's old refresh tokens stop working: unknown, not "reused",
+                // since a tab still holding one is no sign of theft.
+                db::refresh_tokens::delete_for_session(conn, session_id).await?;
+                let now = Utc::now();
+                let (refresh_token, expires) = self
+                    .issue_refresh_token(conn, session_id, session.absolute_expires_at, now)
+                    .await?;
+                db::sessions::touch(conn, session_id, now, expires).await?;
+                let user = db::users::find(conn, user_id)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                let access_token = self.keys.issue(user.id, session_id, user.role, now)?;
+                info!(other_sessions_ended = ended, "password changed");
+                Ok(Issued {
+                    user,
+                    session_id,
+                    access_token,
+                    refresh_token,
+                    expires_in: self.keys.ttl().as_secs(),
+                    refresh_expires_in: (expires - now).num_seconds(),
+                })
+            })
+            .await?;
+        Ok(issued)
+    }
+
+    /// Deletes the caller's account and everything theirs, after checking the password.
+    #[instrument(skip_all, fields(user.id = %viewer.user.id))]
+    pub async fn delete_account(&self, viewer: &Viewer, password: &str) -> Result<(), AuthError> {
+        if !self
+            .passwords
+            .verify(
+                Password::candidate(password),
+                Some(viewer.user.password_hash.clone()),
+            )
+            .await?
+        {
+            info!("account deletion refused: wrong password");
+            return Err(AuthError::InvalidCredentials);
+        }
+        let mut conn = self.conn().await?;
+        db::users::delete(&mut conn, viewer.user.id).await?;
+        info!("account deleted");
+        Ok(())
+    }
+}
