@@ -226,7 +226,13 @@ async fn serve() -> anyhow::Result<()> {
 async fn prepare_until_done(state: AppState) {
     let mut wait = Duration::from_millis(500);
     loop {
-        match prepare_database(&state.config).await {
+        // Bounded: an attempt against a host that swallows packets must not wait on TCP
+        // for minutes before the next try.
+        let attempt = tokio::time::timeout(Duration::from_secs(30), prepare_database(&state.config));
+        match attempt
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+        {
             Ok(()) => {
                 state.readiness.set_preparing(false);
                 return;

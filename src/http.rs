@@ -18,7 +18,7 @@ use serde_json::json;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
 use crate::{
@@ -72,24 +72,31 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            // The path only: a GET query string carries the GraphQL document and variables.
-            // `operation_name` and `user.id` are filled in once known, so every log line
-            // of the request carries them.
-            tracing::info_span!(
-                "request",
-                request_id = %id,
-                method = %req.method(),
-                path = %req.uri().path(),
-                operation_name = tracing::field::Empty,
-                user.id = tracing::field::Empty,
-            )
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                // A 5xx is logged where it is handled (an internal error once in
+                // `graphql::error`, a database outage as readiness changes), not again per
+                // response: an outage must not flood the log with every probe.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(X_REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path only: a GET query string carries the GraphQL document and variables.
+                    // `operation_name` and `user.id` are filled in once known, so every log line
+                    // of the request carries them.
+                    tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        operation_name = tracing::field::Empty,
+                        user.id = tracing::field::Empty,
+                    )
+                }),
+        )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
         .layer(middleware::map_request(drop_unusable_request_id))
 }
@@ -470,6 +477,7 @@ async fn readyz(State(http): State<Http>) -> Response {
         .await
         .unwrap_or(false);
     crate::metrics::db_up(answered);
+    http.state.readiness.database_answered(answered);
     let status = if !answered {
         "database unavailable"
     } else if let Some(reason) = http.state.readiness.not_ready() {

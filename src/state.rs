@@ -31,6 +31,8 @@ pub struct AppState {
 pub struct Readiness {
     preparing: AtomicBool,
     draining: AtomicBool,
+    /// The database failed the last check (so a change is logged once, not per probe).
+    database_down: AtomicBool,
 }
 
 impl Readiness {
@@ -42,6 +44,16 @@ impl Readiness {
     /// Marks the process as shutting down: load balancers should stop sending to it.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a readiness check's database answer, logging only changes.
+    pub fn database_answered(&self, answered: bool) {
+        let was_down = self.database_down.swap(!answered, Ordering::Relaxed);
+        match (was_down, answered) {
+            (false, false) => tracing::warn!("database unreachable: not ready"),
+            (true, true) => tracing::info!("database reachable again: ready"),
+            _ => {}
+        }
     }
 
     /// Why this process should not take traffic, if it should not.

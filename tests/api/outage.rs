@@ -115,4 +115,11 @@ async fn the_service_starts_without_its_database_and_rides_out_an_outage() {
         "{metrics}"
     );
     assert!(metrics.contains("authgraph_db_connect_errors_total"), "{metrics}");
+
+    // The log says when the database went and came back, once each time, not per probe.
+    let lines = service.json_lines();
+    let count = |message: &str| lines.iter().filter(|l| l["message"] == message).count();
+    assert_eq!(count("database unreachable: not ready"), 2, "{lines:#?}");
+    assert_eq!(count("database reachable again: ready"), 2, "{lines:#?}");
+    assert!(!lines.iter().any(|l| l["level"] == "ERROR"), "{lines:#?}");
 }
