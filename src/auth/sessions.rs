@@ -12,7 +12,7 @@ use super::{
     Auth, AuthError, Issued,
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
 };
-use crate::db::{self, sessions::Session};
+use crate::db::{self, refresh_tokens::Rotation, sessions::Session, users::User};
 
 /// What a refresh transaction decided; reuse is decided inside but reported after
 /// commit, so the revocation it caused is kept.
@@ -38,14 +38,11 @@ impl Auth {
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                let Some(token) = db::refresh_tokens::find(conn, &hash.0).await? else {
+                let Some(session) = db::sessions::lock_by_token(conn, &hash.0).await? else {
                     return Err(AuthError::InvalidToken);
                 };
-                let Some(session) = db::sessions::lock(conn, token.session_id).await? else {
-                    return Err(AuthError::InvalidToken);
-                };
-                // Read again under the lock: a concurrent refresh may have rotated it.
-                let token = db::refresh_tokens::find(conn, &hash.0)
+                // Read under the lock: a concurrent refresh may have just rotated it.
+                let (token, user) = db::refresh_tokens::find_with_owner(conn, &hash.0)
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
                 let now = Utc::now();
@@ -57,7 +54,7 @@ impl Auth {
                         return Err(AuthError::InvalidToken);
                     }
                     return self
-                        .rotate(conn, &presented, &session, now)
+                        .rotate(conn, &presented, &session, user, now)
                         .await
                         .map(Refreshed::Issued);
                 };
@@ -69,19 +66,14 @@ impl Auth {
                     .as_deref()
                     .and_then(|s| open_successor(&presented, s));
                 match successor {
-                    Some(successor) if in_grace => {
-                        let user = db::users::find(conn, session.user_id)
-                            .await?
-                            .ok_or(AuthError::InvalidToken)?;
-                        Ok(Refreshed::Issued(Issued {
-                            user,
-                            session_id: session.id,
-                            access_token: successor.access_token,
-                            refresh_token: PlainToken::presented(&successor.refresh_token),
-                            expires_in: self.keys.ttl().as_secs(),
-                            refresh_expires_in: successor.refresh_expires_in,
-                        }))
-                    }
+                    Some(successor) if in_grace => Ok(Refreshed::Issued(Issued {
+                        user,
+                        session_id: session.id,
+                        access_token: successor.access_token,
+                        refresh_token: PlainToken::presented(&successor.refresh_token),
+                        expires_in: self.keys.ttl().as_secs(),
+                        refresh_expires_in: successor.refresh_expires_in,
+                    })),
                     _ => {
                         db::sessions::revoke(conn, session.id, "refresh_token_reused").await?;
                         Ok(Refreshed::Reused {
@@ -113,14 +105,11 @@ impl Auth {
         conn: &mut AsyncPgConnection,
         parent: &PlainToken,
         session: &Session,
+        user: User,
         now: DateTime<Utc>,
     ) -> Result<Issued, AuthError> {
-        let user = db::users::find(conn, session.user_id)
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
-        let (refresh_token, expires) = self
-            .issue_refresh_token(conn, session.id, session.absolute_expires_at, now)
-            .await?;
+        let expires = (now + self.policy.refresh_ttl).min(session.absolute_expires_at);
+        let refresh_token = PlainToken::generate()?;
         let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
         let refresh_expires_in = (expires - now).num_seconds();
         let sealed = seal_successor(
@@ -131,10 +120,19 @@ impl Auth {
                 refresh_expires_in,
             },
         )?;
-        db::refresh_tokens::mark_rotated(conn, &parent.hash().0, now, &sealed).await?;
-        db::refresh_tokens::forget_successors_before(conn, session.id, now - self.policy.refresh_grace)
-            .await?;
-        db::sessions::touch(conn, session.id, now, expires).await?;
+        db::refresh_tokens::record_rotation(
+            conn,
+            &Rotation {
+                session_id: session.id,
+                parent_hash: &parent.hash().0,
+                successor_sealed: &sealed,
+                child_hash: &refresh_token.hash().0,
+                child_expires_at: expires,
+                at: now,
+                grace_cutoff: now - self.policy.refresh_grace,
+            },
+        )
+        .await?;
         Ok(Issued {
             user,
             session_id: session.id,

@@ -5,7 +5,8 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::refresh_tokens;
+use super::schema::{refresh_tokens, sessions, users};
+use super::users::User;
 
 /// A row of `refresh_tokens`.
 #[derive(Clone, Queryable, Selectable)]
@@ -53,40 +54,72 @@ pub async fn find(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResul
         .optional()
 }
 
-/// Marks a token as exchanged, keeping its sealed successor for the grace window.
-pub async fn mark_rotated(
+/// A token with the owner of its session.
+pub async fn find_with_owner(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
-    at: DateTime<Utc>,
-    successor_sealed: &[u8],
-) -> QueryResult<()> {
-    diesel::update(refresh_tokens::table.find(token_hash))
-        .set((
-            refresh_tokens::rotated_at.eq(at),
-            refresh_tokens::successor_sealed.eq(successor_sealed),
-        ))
-        .execute(conn)
+) -> QueryResult<Option<(RefreshToken, User)>> {
+    refresh_tokens::table
+        .inner_join(sessions::table.inner_join(users::table))
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((RefreshToken::as_select(), User::as_select()))
+        .first(conn)
         .await
-        .map(drop)
+        .optional()
 }
 
-/// Drops sealed successors whose grace window has passed: they can no longer be
-/// handed out, so nothing decryptable should outlive it.
-pub async fn forget_successors_before(
-    conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    cutoff: DateTime<Utc>,
-) -> QueryResult<()> {
-    diesel::update(
+/// The writes of one rotation.
+pub struct Rotation<'a> {
+    /// The session.
+    pub session_id: Uuid,
+    /// The token being exchanged.
+    pub parent_hash: &'a [u8],
+    /// Its successor pair, sealed under the parent.
+    pub successor_sealed: &'a [u8],
+    /// The successor's hash.
+    pub child_hash: &'a [u8],
+    /// The successor's expiry, which becomes the session's.
+    pub child_expires_at: DateTime<Utc>,
+    /// Now.
+    pub at: DateTime<Utc>,
+    /// Sealed successors of tokens rotated before this are wiped: their grace is over.
+    pub grace_cutoff: DateTime<Utc>,
+}
+
+/// Records a rotation: stores the child, marks the parent exchanged (keeping the sealed
+/// successor for the grace window), wipes expired sealed successors and touches the
+/// session. The four statements are pipelined: one round trip instead of four.
+pub async fn record_rotation(conn: &mut AsyncPgConnection, r: &Rotation<'_>) -> QueryResult<()> {
+    let mut conn: &AsyncPgConnection = conn;
+    let insert = diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(r.child_hash),
+            refresh_tokens::session_id.eq(r.session_id),
+            refresh_tokens::issued_at.eq(r.at),
+            refresh_tokens::expires_at.eq(r.child_expires_at),
+        ))
+        .execute(&mut conn);
+    let mark = diesel::update(refresh_tokens::table.find(r.parent_hash))
+        .set((
+            refresh_tokens::rotated_at.eq(r.at),
+            refresh_tokens::successor_sealed.eq(r.successor_sealed),
+        ))
+        .execute(&mut conn);
+    let forget = diesel::update(
         refresh_tokens::table
-            .filter(refresh_tokens::session_id.eq(session_id))
-            .filter(refresh_tokens::rotated_at.lt(cutoff))
+            .filter(refresh_tokens::session_id.eq(r.session_id))
+            .filter(refresh_tokens::rotated_at.lt(r.grace_cutoff))
             .filter(refresh_tokens::successor_sealed.is_not_null()),
     )
     .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
-    .execute(conn)
-    .await
-    .map(drop)
+    .execute(&mut conn);
+    let touch = diesel::update(sessions::table.find(r.session_id))
+        .set((
+            sessions::last_used_at.eq(r.at),
+            sessions::expires_at.eq(r.child_expires_at),
+        ))
+        .execute(&mut conn);
+    tokio::try_join!(insert, mark, forget, touch).map(drop)
 }
 
 /// Forgets every token of a session (a password change re-keys the session).

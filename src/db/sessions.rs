@@ -5,7 +5,7 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{sessions, users};
+use super::schema::{refresh_tokens, sessions, users};
 use super::users::User;
 
 /// A row of `sessions`.
@@ -114,6 +114,21 @@ pub async fn revoke_all_for_user(
 pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Session>> {
     sessions::table
         .find(id)
+        .for_update()
+        .select(Session::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Locks the session a refresh token belongs to (see [`lock`]).
+pub async fn lock_by_token(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<Session>> {
+    let session_of_token = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select(refresh_tokens::session_id)
+        .single_value();
+    sessions::table
+        .filter(sessions::id.nullable().eq(session_of_token))
         .for_update()
         .select(Session::as_select())
         .first(conn)
