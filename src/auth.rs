@@ -2,6 +2,7 @@
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
 pub mod account;
+pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
@@ -28,6 +29,7 @@ use crate::db::{
     sessions::{NewSession, Session},
     users::{NewUser, Role, User},
 };
+use crate::mail::Composer;
 
 /// Longest user agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
@@ -92,6 +94,8 @@ pub struct Auth {
     keys: Arc<JwtKeys>,
     passwords: PasswordHasher,
     policy: Policy,
+    /// Renders the mails the email use cases queue (see `email_flows`).
+    mail: Composer,
 }
 
 impl Auth {
@@ -102,6 +106,7 @@ impl Auth {
             keys,
             passwords,
             policy,
+            mail: Composer::default(),
         }
     }
 
@@ -158,6 +163,8 @@ impl Auth {
                     }
                     other => other.into(),
                 })?;
+                // Queued in this transaction: the mail exists if and only if the account does.
+                self.queue_verification(conn, &user).await?;
                 self.open_session(conn, user, client).await
             })
             .await?;

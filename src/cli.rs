@@ -7,14 +7,19 @@ use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::jwt::{KeyAlgorithm, SigningKey, write_private},
     config::Config,
     db::{self, users::Role},
+    mail::Worker,
     state::AppState,
     telemetry,
 };
+
+/// How long shutdown waits for a mail delivery in flight before releasing its mail.
+const MAIL_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 const ENV_HELP: &str = "\
 Configuration comes from environment variables (and a .env file when APP_ENV is not
@@ -27,6 +32,8 @@ production). The main ones:
   JWT_KEYS              PKCS#8 PEM keys, or comma-separated key files, newest first
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
   PUBLIC_URL, SMTP_URL, EMAIL_FROM, CORS_ALLOWED_ORIGINS
+  MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
+  MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
   LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)
   SHUTDOWN_TIMEOUT      30s: how long SIGTERM waits for in-flight requests
 See README.md for every variable and its default.";
@@ -42,8 +49,11 @@ down, /readyz answers 503 until the database is ready, and GraphQL requests answ
 SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
 In production it never touches the schema: run `authgraph migrate` first.
 
+It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables).
+
 SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
-most SHUTDOWN_TIMEOUT, then closes the database pool and exits 0.";
+most SHUTDOWN_TIMEOUT while the mail worker finishes its delivery in flight (or releases
+the mail for another replica), then closes the database pool and exits 0.";
 
 const MIGRATE_HELP: &str = "\
 Reads DATABASE_URL (and APP_ENV: in development the database is created when missing),
@@ -74,7 +84,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API on LISTEN_ADDR (the default command).
+    /// Serve the API on LISTEN_ADDR (the default command), with the mail worker delivering
+    /// the outbox to SMTP_URL.
     #[command(after_help = SERVE_HELP)]
     Serve,
     /// Apply pending database migrations to DATABASE_URL, then exit.
@@ -186,39 +197,56 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
+    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     let readiness = state.readiness.clone();
+    let signalled = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         readiness.set_draining();
-        let _ = stop_tx.send(true);
+        signalled.cancel();
     });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    // The mail worker stops alongside the HTTP drain, not after it, so the two together
+    // stay within SHUTDOWN_TIMEOUT. Mail queued by the last requests stays in the outbox
+    // for another replica (or the next start).
+    let mail_grace = MAIL_SHUTDOWN_GRACE.min(shutdown_timeout);
+    let mail_stopped = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            mail_worker.shutdown(mail_grace).await;
+        }
+    });
     let server = axum::serve(
         listener,
         crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
     let deadline = async {
-        stopped(stop_rx).await;
+        stop.cancelled().await;
         tokio::time::sleep(shutdown_timeout).await;
     };
-    tokio::select! {
-        served = server.into_future() => served.context("serving")?,
-        () = deadline => tracing::warn!(
-            timeout_secs = shutdown_timeout.as_secs(),
-            "SHUTDOWN_TIMEOUT passed with requests in flight: dropping them"
-        ),
+    let served = tokio::select! {
+        served = server.into_future() => served.context("serving"),
+        () = deadline => {
+            tracing::warn!(
+                timeout_secs = shutdown_timeout.as_secs(),
+                "SHUTDOWN_TIMEOUT passed with requests in flight: dropping them"
+            );
+            Ok(())
+        }
+    };
+    stop.cancel();
+    if let Err(e) = mail_stopped.await {
+        tracing::error!(error = %e, "stopping the mail worker failed");
     }
-    // The router's clones went with the server; this is the last one, so dropping it
-    // closes every pooled database connection.
+    // The router's and the worker's clones are gone; this is the last one, so dropping
+    // it closes every pooled database connection.
     drop(state);
     tracing::info!("shutdown complete");
-    Ok(())
+    served
 }
 
 /// Creates and migrates the development database, retrying until PostgreSQL answers,

@@ -6,7 +6,7 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,25 @@ pub struct GraphqlLimits {
     pub suggestions: bool,
 }
 
+/// Delivery of the mail outbox: worker pace, retries and the SMTP circuit breaker.
+#[derive(Clone, Debug)]
+pub struct MailConfig {
+    /// `MAIL_POLL_INTERVAL`: how often an idle worker looks for due mail.
+    pub poll_interval: Duration,
+    /// `MAIL_MAX_ATTEMPTS`: failed attempts after which a mail is marked dead.
+    pub max_attempts: u32,
+    /// `MAIL_RETRY_BASE`: wait after the first failure; doubles with each further one.
+    pub retry_base: Duration,
+    /// `MAIL_RETRY_MAX`: the longest wait between two attempts.
+    pub retry_max: Duration,
+    /// `MAIL_BREAKER_FAILURES`: consecutive SMTP failures that open the breaker.
+    pub breaker_failures: u32,
+    /// `MAIL_BREAKER_OPEN`: how long an open breaker waits before one probe.
+    pub breaker_open: Duration,
+    /// `MAIL_SMTP_TIMEOUT`: the longest one delivery may take, connection included.
+    pub smtp_timeout: Duration,
+}
+
 /// The whole configuration of one authgraph process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -86,6 +105,8 @@ pub struct Config {
     pub smtp_url: SecretString,
     /// `EMAIL_FROM`.
     pub email_from: String,
+    /// `MAIL_*`: outbox delivery.
+    pub mail: MailConfig,
     /// `JWT_ISSUER`.
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE`.
@@ -212,6 +233,15 @@ impl Config {
             public_url: public_url.trim_end_matches('/').to_owned(),
             smtp_url: SecretString::from(get("SMTP_URL").unwrap_or_else(|| "smtp://127.0.0.1:1025".into())),
             email_from: get("EMAIL_FROM").unwrap_or_else(|| "authgraph <no-reply@localhost>".into()),
+            mail: MailConfig {
+                poll_interval: duration(&get, "MAIL_POLL_INTERVAL", "2s")?,
+                max_attempts: parse(&get, "MAIL_MAX_ATTEMPTS", 10)?,
+                retry_base: duration(&get, "MAIL_RETRY_BASE", "30s")?,
+                retry_max: duration(&get, "MAIL_RETRY_MAX", "1h")?,
+                breaker_failures: parse(&get, "MAIL_BREAKER_FAILURES", 3)?,
+                breaker_open: duration(&get, "MAIL_BREAKER_OPEN", "60s")?,
+                smtp_timeout: duration(&get, "MAIL_SMTP_TIMEOUT", "30s")?,
+            },
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "authgraph".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authgraph".into()),
             jwt_keys,
@@ -251,6 +281,8 @@ impl Config {
             ("PASSWORD_HASH_CONCURRENCY", self.password_hash_concurrency),
             ("GRAPHQL_MAX_DEPTH", self.graphql.max_depth),
             ("GRAPHQL_MAX_COMPLEXITY", self.graphql.max_complexity),
+            ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
+            ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             bail!("{name} must be greater than zero");
@@ -262,10 +294,26 @@ impl Config {
             ("DATABASE_TIMEOUT", self.database_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
+            ("MAIL_POLL_INTERVAL", self.mail.poll_interval),
+            ("MAIL_RETRY_BASE", self.mail.retry_base),
+            ("MAIL_BREAKER_OPEN", self.mail.breaker_open),
+            ("MAIL_SMTP_TIMEOUT", self.mail.smtp_timeout),
         ] {
             if ttl.is_zero() {
                 bail!("{name} must be longer than zero");
             }
+        }
+        if self.mail.retry_max < self.mail.retry_base {
+            bail!("MAIL_RETRY_MAX must be at least MAIL_RETRY_BASE");
+        }
+        if self.email_from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!("EMAIL_FROM must be an address like `authgraph <no-reply@example.com>`");
+        }
+        // The URL may carry SMTP credentials: name the variable, never echo the value.
+        if lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(self.smtp_url.expose_secret())
+            .is_err()
+        {
+            bail!("SMTP_URL must be smtp://host:port (add ?tls=required for STARTTLS) or smtps://host:port");
         }
         Ok(())
     }
@@ -339,6 +387,25 @@ mod tests {
         assert_eq!(c.refresh_cookie_path, "/graphql");
         assert_eq!(c.database_timeout, Duration::from_secs(1));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.mail.max_attempts, 10);
+        assert_eq!(c.mail.breaker_failures, 3);
+        assert_eq!(c.mail.breaker_open, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn mail_retry_bounds_must_be_ordered() {
+        let err = config(&[("MAIL_RETRY_BASE", "2h"), ("MAIL_RETRY_MAX", "1h")]).unwrap_err();
+        assert!(err.to_string().contains("MAIL_RETRY_MAX"), "{err}");
+        assert!(config(&[("SMTP_URL", "smtps://user:pw@mail.example.com:465")]).is_ok());
+        assert!(config(&[("SMTP_URL", "smtp://mail.example.com:587?tls=required")]).is_ok());
+    }
+
+    #[test]
+    fn a_bad_smtp_url_is_not_echoed() {
+        let err = config(&[("SMTP_URL", "ftp://user:hunter2@host")])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -370,6 +437,14 @@ mod tests {
             ("SHUTDOWN_TIMEOUT", "0"),
             ("SHUTDOWN_TIMEOUT", "a while"),
             ("DATABASE_TIMEOUT", "0s"),
+            ("EMAIL_FROM", "not an address"),
+            ("SMTP_URL", "http://mail.example.com"),
+            ("MAIL_MAX_ATTEMPTS", "0"),
+            ("MAIL_BREAKER_FAILURES", "0"),
+            ("MAIL_BREAKER_OPEN", "0"),
+            ("MAIL_RETRY_BASE", "soon"),
+            ("MAIL_POLL_INTERVAL", "0"),
+            ("MAIL_SMTP_TIMEOUT", "-5"),
         ] {
             let err = config(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");

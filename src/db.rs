@@ -2,6 +2,8 @@
 //!
 //! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
 
+pub mod email_tokens;
+pub mod outbox;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;

@@ -4,6 +4,8 @@
 //! - transport: [`http`] (routes, GraphQL-over-HTTP) and [`graphql`] (schema, guards,
 //!   the one error-code mapping), with per-request facts in [`request`];
 //! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
+//! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
+//!   through a circuit breaker), below auth and above storage;
 //! - storage: [`db`] (pool, migrations, queries per table).
 //!
 //! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
@@ -14,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod graphql;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod request;
 pub mod state;

@@ -66,11 +66,12 @@ pub const DB_CONNECT_ERRORS_TOTAL: &str = "authgraph_db_connect_errors_total";
 /// 1 while `/readyz` last found the database answering, else 0. Gauge.
 pub const DB_UP: &str = "authgraph_db_up";
 
-/// Mails waiting in the outbox. Gauge.
+/// Mails waiting in the outbox (shared by all replicas, so each reports the same). Gauge.
 pub const MAIL_OUTBOX_DEPTH: &str = "authgraph_mail_outbox_depth";
 /// Age of the oldest undelivered mail, 0 when the outbox is empty. Gauge, seconds.
 pub const MAIL_OUTBOX_OLDEST_AGE_SECONDS: &str = "authgraph_mail_outbox_oldest_age_seconds";
-/// Mail delivery attempts by `outcome` (`sent`, `retry`, `failed`). Counter.
+/// Mail delivery outcomes by `outcome`: `sent`, `failed` (an attempt failed; the mail
+/// is retried later or, after its last attempt, also counted `dead`), `dead`. Counter.
 pub const MAIL_DELIVERIES_TOTAL: &str = "authgraph_mail_deliveries_total";
 /// The SMTP circuit breaker: 1 on the current `state` (`closed`, `open`, `half_open`),
 /// 0 on the others. Gauge.
@@ -300,7 +301,7 @@ pub fn mail_outbox(depth: u64, oldest_age: Duration) {
     gauge!(MAIL_OUTBOX_OLDEST_AGE_SECONDS).set(oldest_age.as_secs_f64());
 }
 
-/// Records one mail delivery attempt (`sent`, `retry`, `failed`).
+/// Records one mail delivery outcome (`sent`, `failed`, `dead`).
 pub fn mail_delivery(outcome: &'static str) {
     counter!(MAIL_DELIVERIES_TOTAL, "outcome" => outcome).increment(1);
 }

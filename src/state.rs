@@ -12,6 +12,7 @@ use crate::{
     auth::{Auth, Policy, jwt::JwtKeys, password::PasswordHasher},
     config::Config,
     db,
+    mail::Composer,
 };
 
 /// Shared by the router and the GraphQL schema.
@@ -96,7 +97,8 @@ impl AppState {
             refresh_grace: config.refresh_grace,
         };
         Ok(Self {
-            auth: Auth::new(pool, Arc::new(keys), passwords, policy),
+            auth: Auth::new(pool, Arc::new(keys), passwords, policy)
+                .with_mail(Composer::new(&config.public_url, &config.email_from)),
             config: Arc::new(config),
             readiness: Arc::default(),
         })

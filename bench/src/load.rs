@@ -160,6 +160,7 @@ impl Worker {
     async fn send(&mut self, op: &Op) -> anyhow::Result<bool> {
         let request = self.request(op)?;
         self.sent += 1;
+        self.sender.ready().await?;
         let response = self.sender.send_request(request).await?;
         let ok_status = response.status().is_success();
         let body = response.into_body().collect().await?.to_bytes();
@@ -211,8 +212,50 @@ impl Stats {
     }
 }
 
+/// Raw figures of one or more runs.
+#[derive(Default)]
+pub struct Sample {
+    latencies_us: Vec<u64>,
+    errors: usize,
+    elapsed: Duration,
+}
+
+impl Sample {
+    fn merge(&mut self, other: Sample) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+    }
+
+    pub fn stats(self) -> Stats {
+        Stats::from(self.latencies_us, self.errors, self.elapsed)
+    }
+}
+
+/// Runs `a` and `b` in alternating slices (`rounds` of each, `duration` in all per side),
+/// so both see the same machine: a noisy neighbour moves both sides of the ratio.
+pub async fn paired(
+    a: (&Target, Op),
+    b: (&Target, Op),
+    conns: usize,
+    duration: Duration,
+    rounds: u32,
+) -> anyhow::Result<(Stats, Stats)> {
+    let slice = duration / rounds;
+    let (mut sa, mut sb) = (Sample::default(), Sample::default());
+    for _ in 0..rounds {
+        sa.merge(run(a.0, a.1.clone(), conns, slice).await?);
+        sb.merge(run(b.0, b.1.clone(), conns, slice).await?);
+    }
+    Ok((sa.stats(), sb.stats()))
+}
+
 /// `conns` workers, each sending back to back on its own connection for `duration`.
 pub async fn closed_loop(target: &Target, op: Op, conns: usize, duration: Duration) -> anyhow::Result<Stats> {
+    Ok(run(target, op, conns, duration).await?.stats())
+}
+
+async fn run(target: &Target, op: Op, conns: usize, duration: Duration) -> anyhow::Result<Sample> {
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
@@ -241,7 +284,11 @@ pub async fn closed_loop(target: &Target, op: Op, conns: usize, duration: Durati
         all.extend(latencies);
         errors += e;
     }
-    Ok(Stats::from(all, errors, start.elapsed()))
+    Ok(Sample {
+        latencies_us: all,
+        errors,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// `rate` requests per second spread over 16 connections, latency counted from each
@@ -286,6 +333,7 @@ async fn graphql(sender: &mut SendRequest<Full<Bytes>>, host: &str, body: Bytes)
         .header("host", host)
         .header("content-type", "application/json")
         .body(Full::new(body))?;
+    sender.ready().await?;
     let response = sender.send_request(request).await?;
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok(serde_json::from_slice(&bytes)?)

@@ -147,6 +147,27 @@ pub async fn set_role(conn: &mut AsyncPgConnection, email: &str, role: Role) -> 
         .await
 }
 
+diesel::define_sql_function! {
+    /// `coalesce(email_verified_at, now())`: keeps the first verification time.
+    #[sql_name = "coalesce"]
+    fn verified_since(
+        at: diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        now: diesel::sql_types::Timestamptz,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>;
+}
+
+/// Marks the address of a user verified, if it is still `email`; answers how many rows
+/// changed (0: no such user, or the address changed since the token was mailed).
+pub async fn mark_email_verified(conn: &mut AsyncPgConnection, id: Uuid, email: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id).filter(users::email.eq(email)))
+        .set((
+            users::email_verified_at.eq(verified_since(users::email_verified_at, diesel::dsl::now)),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await
+}
+
 /// Sets or clears the display name; answers the updated row.
 pub async fn set_display_name(
     conn: &mut AsyncPgConnection,

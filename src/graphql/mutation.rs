@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use super::{
     context::ContextExt,
-    types::{AuthPayload, ChangePasswordInput, LoginInput, RegisterInput, UpdateProfileInput, User},
+    types::{
+        AuthPayload, ChangePasswordInput, LoginInput, RegisterInput, ResetPasswordInput, UpdateProfileInput,
+        User,
+    },
 };
 use crate::{
     auth::{Issued, account::Change},
@@ -127,6 +130,35 @@ impl MutationRoot {
             .await?;
         let had_cookie = ctx.request().refresh_cookie.is_some();
         Ok(deliver(ctx, issued, had_cookie))
+    }
+
+    /// Mails the caller a new verification link (any older link stops working). Needs an
+    /// access token; answers true and sends nothing when the address is already verified.
+    async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
+        let viewer = ctx.viewer().await?;
+        Ok(ctx.state().auth.request_email_verification(viewer).await?)
+    }
+
+    /// Proves the account's email address with the token from a verification link.
+    /// Each token works once.
+    async fn verify_email(&self, ctx: &Context<'_>, #[graphql(secret)] token: String) -> Result<bool> {
+        Ok(ctx.state().auth.verify_email(&token).await?)
+    }
+
+    /// Mails a password reset link, valid for one hour, if an account has this email.
+    /// Always answers true: it never reveals whether the email is registered.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
+        Ok(ctx.state().auth.request_password_reset(&email).await?)
+    }
+
+    /// Sets a new password with the token from a reset link (once), signs the user out
+    /// of every session and marks the email verified.
+    async fn reset_password(&self, ctx: &Context<'_>, input: ResetPasswordInput) -> Result<bool> {
+        Ok(ctx
+            .state()
+            .auth
+            .reset_password(&input.token, &input.new_password)
+            .await?)
     }
 
     /// Deletes my account and everything that is mine; needs my password.

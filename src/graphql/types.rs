@@ -191,3 +191,14 @@ pub struct LoginInput {
     #[graphql(secret)]
     pub password: String,
 }
+
+/// A mailed password reset token and the new password.
+#[derive(InputObject)]
+pub struct ResetPasswordInput {
+    /// The token from the reset link (`PUBLIC_URL/reset-password?token=...`).
+    #[graphql(secret)]
+    pub token: String,
+    /// 8 to 128 characters.
+    #[graphql(secret)]
+    pub new_password: String,
+}

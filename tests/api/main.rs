@@ -7,6 +7,7 @@
 mod account;
 mod cli;
 mod cookies;
+mod email;
 mod helpers;
 mod jwt;
 mod login;
@@ -18,6 +19,8 @@ mod register;
 mod replicas;
 mod sessions;
 mod shutdown;
+mod smtp_sink;
+mod support_mail;
 mod support_pg;
 mod support_process;
 mod transport;

@@ -252,3 +252,58 @@ async fn refresh_rotation_and_reuse_detection_span_replicas() {
     assert_eq!(warned["level"], "WARN");
     assert_eq!(warned["user.id"], registered["data"]["register"]["user"]["id"]);
 }
+
+/// The mail worker's metrics: with SMTP down, the failed attempt, the outbox depth and
+/// the breaker's state show on `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn mail_outbox_and_breaker_show_in_metrics() {
+    let db = TestDb::create();
+    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+    let service = Service::spawn(&[
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_KEYS", pem.expose_secret()),
+        // Nothing listens there: every delivery fails at once.
+        ("SMTP_URL", "smtp://127.0.0.1:9"),
+        ("MAIL_POLL_INTERVAL", "1"),
+    ]);
+    let address = email("mail-metrics");
+    service
+        .graphql(
+            REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let (_, body, _) = service
+        .graphql(
+            "mutation($e: String!) { requestPasswordReset(email: $e) }",
+            json!({ "e": address }),
+            &[],
+        )
+        .await;
+    assert_eq!(body["data"]["requestPasswordReset"], true, "{body}");
+    crate::support_process::eventually(
+        std::time::Duration::from_secs(30),
+        "a failed delivery and a pending mail in /metrics",
+        || async {
+            let (_, text) = service.get("/metrics").await;
+            text.contains("authgraph_mail_deliveries_total{outcome=\"failed\"}")
+                && text
+                    .lines()
+                    .any(|l| l.starts_with("authgraph_mail_outbox_depth ") && !l.ends_with(" 0"))
+                && text.contains("authgraph_mail_breaker_state{state=\"closed\"}")
+                && text.contains("authgraph_mail_outbox_oldest_age_seconds")
+        },
+    )
+    .await;
+    let lines = service.json_lines();
+    assert!(
+        lines.iter().any(|l| l["message"] == "password reset mail queued"),
+        "{lines:#?}"
+    );
+    assert!(
+        !service.lines().join("\n").contains(&address),
+        "a log line carries the email address"
+    );
+}

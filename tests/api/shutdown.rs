@@ -104,7 +104,13 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
         .map(|l| l["message"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(messages.iter().any(|m| m == "user registered"), "{messages:?}");
-    assert!(messages.iter().any(|m| m == "shutdown complete"), "{messages:?}");
+    let position = |message: &str| {
+        messages
+            .iter()
+            .position(|m| m == message)
+            .unwrap_or_else(|| panic!("no `{message}` in {messages:?}"))
+    };
+    assert!(position("mail worker stopped") < position("shutdown complete"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,184 @@
+//! Email use cases: verification and password reset by single-use mailed tokens.
+//!
+//! Each mail is queued in the outbox inside the transaction of the change that causes it
+//! (the token row), so a mail exists if and only if its token does; nothing here waits on
+//! SMTP. Tokens are stored as SHA-256 hashes, and a newer token of a kind voids the older.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tokio::time::Instant;
+use tracing::{info, instrument};
+
+use super::{Auth, AuthError, Viewer, input::Email, input::Password, refresh_token::PlainToken};
+use crate::{
+    db::{self, email_tokens::Purpose, users::User},
+    mail::Composer,
+};
+
+/// Lifetime of an email verification token.
+pub const VERIFY_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Lifetime of a password reset token.
+pub const RESET_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// `requestPasswordReset` answers no sooner than this, whether the address is known (a
+/// token and a mail are written) or not (nothing is), so its timing reveals nothing
+/// (ASVS 6.3.8). Well above the cost of the writes.
+const RESET_REQUEST_MIN_TIME: Duration = Duration::from_millis(250);
+
+impl Auth {
+    /// Sets the mail composer (links to `PUBLIC_URL`, Message-IDs in the `EMAIL_FROM`
+    /// domain); [`Auth::new`] starts with the development defaults.
+    #[must_use]
+    pub fn with_mail(mut self, composer: Composer) -> Self {
+        self.mail = composer;
+        self
+    }
+
+    /// Issues a verification token for `user` and queues its mail, on `conn` (inside the
+    /// caller's transaction).
+    pub(super) async fn queue_verification(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user: &User,
+    ) -> Result<(), AuthError> {
+        let token = PlainToken::generate()?;
+        let expires_at = Utc::now() + VERIFY_TOKEN_TTL;
+        db::email_tokens::replace(
+            conn,
+            &token.hash().0,
+            user.id,
+            Purpose::VerifyEmail,
+            &user.email,
+            expires_at,
+        )
+        .await?;
+        let mail = self
+            .mail
+            .verification(user.id, &user.email, token.expose(), VERIFY_TOKEN_TTL);
+        db::outbox::insert(conn, &mail).await?;
+        info!(user.id = %user.id, mail.id = %mail.id, "verification mail queued");
+        Ok(())
+    }
+
+    /// Mails the caller a new verification link (voiding any older one); answers true
+    /// and sends nothing when the address is already verified.
+    #[instrument(skip_all, fields(user.id = %viewer.user.id))]
+    pub async fn request_email_verification(&self, viewer: &Viewer) -> Result<bool, AuthError> {
+        if viewer.user.email_verified_at.is_some() {
+            info!("email already verified: no mail sent");
+            return Ok(true);
+        }
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AuthError, _>(async |conn| self.queue_verification(conn, &viewer.user).await)
+            .await?;
+        Ok(true)
+    }
+
+    /// Proves an address with a mailed verification token; the token works once.
+    #[instrument(skip_all, fields(user.id))]
+    pub async fn verify_email(&self, token: &str) -> Result<bool, AuthError> {
+        let token = presented(token)?;
+        let mut conn = self.conn().await?;
+        let user_id = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let (user_id, email) = db::email_tokens::consume(conn, &token.hash().0, Purpose::VerifyEmail)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                // The token proves the address it was mailed to, not a later one.
+                if db::users::mark_email_verified(conn, user_id, &email).await? == 0 {
+                    return Err(AuthError::InvalidToken);
+                }
+                Ok(user_id)
+            })
+            .await?;
+        tracing::Span::current().record("user.id", tracing::field::display(user_id));
+        info!("email verified");
+        Ok(true)
+    }
+
+    /// Mails a password reset link to the account with this address, if there is one.
+    /// Answers true either way, in the same time, so it reveals nothing.
+    #[instrument(skip_all, fields(user.id))]
+    pub async fn request_password_reset(&self, email: &str) -> Result<bool, AuthError> {
+        let started = Instant::now();
+        let email = Email::parse(email, "email")?;
+        let queued = self.queue_password_reset(&email).await;
+        tokio::time::sleep_until(started + RESET_REQUEST_MIN_TIME).await;
+        queued.map(|()| true)
+    }
+
+    async fn queue_password_reset(&self, email: &Email) -> Result<(), AuthError> {
+        // Drawn for unknown addresses too: both paths do the same work until the writes.
+        let token = PlainToken::generate()?;
+        let mut conn = self.conn().await?;
+        conn.transaction::<_, AuthError, _>(async |conn| {
+            let Some(user) = db::users::find_by_email(conn, email.as_str()).await? else {
+                info!("password reset requested for an unknown address: no mail sent");
+                return Ok(());
+            };
+            tracing::Span::current().record("user.id", tracing::field::display(user.id));
+            let expires_at = Utc::now() + RESET_TOKEN_TTL;
+            db::email_tokens::replace(
+                conn,
+                &token.hash().0,
+                user.id,
+                Purpose::ResetPassword,
+                &user.email,
+                expires_at,
+            )
+            .await?;
+            let mail = self
+                .mail
+                .password_reset(user.id, &user.email, token.expose(), RESET_TOKEN_TTL);
+            db::outbox::insert(conn, &mail).await?;
+            info!(mail.id = %mail.id, "password reset mail queued");
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets a new password with a mailed reset token (once), ends every session of the
+    /// user and marks the address verified: the mail reached it.
+    #[instrument(skip_all, fields(user.id))]
+    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<bool, AuthError> {
+        let token = presented(token)?;
+        let password = Password::new_password(new_password, "newPassword")?;
+        let hash = token.hash();
+        // A cheap look first, so a wrong token costs no password hash; the token is used
+        // up atomically below, where a concurrent reset with it loses.
+        {
+            let mut conn = self.conn().await?;
+            if !db::email_tokens::is_live(&mut conn, &hash.0, Purpose::ResetPassword).await? {
+                return Err(AuthError::InvalidToken);
+            }
+        }
+        // Hash before taking a connection: a connection is never held across argon2.
+        let password_hash = self.passwords.hash(password).await?;
+        let mut conn = self.conn().await?;
+        let (user_id, revoked) = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let (user_id, email) = db::email_tokens::consume(conn, &hash.0, Purpose::ResetPassword)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                db::users::set_password_hash(conn, user_id, &password_hash).await?;
+                db::users::mark_email_verified(conn, user_id, &email).await?;
+                // Verified now: a pending verification link has nothing left to prove.
+                db::email_tokens::delete_for_user(conn, user_id, Purpose::VerifyEmail).await?;
+                let revoked = db::sessions::revoke_all_for_user(conn, user_id, "password_reset").await?;
+                Ok((user_id, revoked))
+            })
+            .await?;
+        tracing::Span::current().record("user.id", tracing::field::display(user_id));
+        info!(sessions.revoked = revoked, "password reset");
+        Ok(true)
+    }
+}
+
+/// A token as a client presented it; blank is an input error on `token`.
+fn presented(token: &str) -> Result<PlainToken, AuthError> {
+    if token.trim().is_empty() {
+        return Err(AuthError::input("token", "token is required"));
+    }
+    Ok(PlainToken::presented(token))
+}
