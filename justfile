@@ -33,6 +33,11 @@ lint:
 test: db-up
     cargo test
 
+# The Node end-to-end suites alone (audit, gateways, GraphiQL in Chromium); `cargo test` runs them too.
+e2e: db-up
+    cd tests/e2e && npm ci --no-audit --no-fund
+    cargo test --test api e2e
+
 # Everything CI runs.
 ci:
     bash .ci/run

@@ -201,6 +201,18 @@ impl Config {
         if !refresh_cookie_path.starts_with('/') || refresh_cookie_path.contains([';', ' ']) {
             bail!("REFRESH_COOKIE_PATH must be a URL path starting with `/`");
         }
+        let graphiql_cdn_url = get("GRAPHIQL_CDN_URL")
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty());
+        // Written into the page's script and link tags: an absolute http(s) URL or a path
+        // on this origin, with nothing that could close the attribute.
+        if let Some(url) = &graphiql_cdn_url
+            && (!(url.starts_with("http://") || url.starts_with("https://") || url.starts_with('/'))
+                || url.starts_with("//")
+                || url.contains(|c: char| c.is_whitespace() || "\"'<>\\".contains(c)))
+        {
+            bail!("GRAPHIQL_CDN_URL must be an http(s) URL or an absolute path such as /graphiql-assets");
+        }
         let public_url = get("PUBLIC_URL").unwrap_or_else(|| "http://localhost:3000".into());
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("PUBLIC_URL must be an http:// or https:// URL");
@@ -255,7 +267,7 @@ impl Config {
             log_format,
             cors_allowed_origins,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
-            graphiql_cdn_url: get("GRAPHIQL_CDN_URL"),
+            graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
             request_timeout: duration(&get, "REQUEST_TIMEOUT", "30s")?,
             shutdown_timeout: duration(&get, "SHUTDOWN_TIMEOUT", "30s")?,
@@ -445,9 +457,24 @@ mod tests {
             ("MAIL_RETRY_BASE", "soon"),
             ("MAIL_POLL_INTERVAL", "0"),
             ("MAIL_SMTP_TIMEOUT", "-5"),
+            ("GRAPHIQL_CDN_URL", "unpkg.com"),
+            ("GRAPHIQL_CDN_URL", "//cdn.example.com"),
+            ("GRAPHIQL_CDN_URL", "https://cdn.example.com/\"><script>"),
         ] {
             let err = config(&[(name, value)]).unwrap_err().to_string();
             assert!(err.contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn graphiql_cdn_url_takes_a_url_or_a_path() {
+        assert_eq!(config(&[]).unwrap().graphiql_cdn_url, None);
+        for (raw, kept) in [
+            ("https://cdn.example.com/npm/", "https://cdn.example.com/npm"),
+            ("/graphiql-assets", "/graphiql-assets"),
+        ] {
+            let c = config(&[("GRAPHIQL_CDN_URL", raw)]).unwrap();
+            assert_eq!(c.graphiql_cdn_url.as_deref(), Some(kept));
         }
     }
 

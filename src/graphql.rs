@@ -4,12 +4,13 @@ pub mod context;
 pub mod error;
 pub mod guards;
 pub mod limits;
+pub mod loader;
 pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod types;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
 
 use crate::{config::GraphqlLimits, state::AppState};
 
@@ -44,7 +45,11 @@ fn builder(
 
 /// Builds the schema served at `/graphql`.
 pub fn build_schema(state: AppState) -> AuthSchema {
-    builder(&state.config.graphql.clone()).data(state).finish()
+    let users = DataLoader::new(loader::UserLoader::new(state.auth.clone()), tokio::spawn);
+    builder(&state.config.graphql.clone())
+        .data(users)
+        .data(state)
+        .finish()
 }
 
 /// The federation SDL, as `authgraph print-schema` prints it and `schema.graphql` holds it.

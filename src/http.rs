@@ -52,7 +52,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     if graphiql {
-        router = router.route("/graphiql", get(graphiql_page));
+        let page = Html(graphiql_page(state.config.graphiql_cdn_url.as_deref()));
+        router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
     }
     let x_request_id = header::HeaderName::from_static(X_REQUEST_ID);
     // Layers run outside-in from the last one added: the request id is checked, then
@@ -380,12 +381,13 @@ async fn execute(
 ) -> Response {
     let context = request_context(parts);
     let response = http.schema.execute(gql.data(context)).await;
-    let status = if format == Negotiated::GraphqlResponse && failed_before_execution(&response) {
+    let not_executed = failed_before_execution(&response);
+    let status = if format == Negotiated::GraphqlResponse && not_executed {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let body = match serde_json::to_vec(&response) {
+    let body = match response_body(&response, not_executed) {
         Ok(body) => body,
         Err(_) => {
             return error_response(
@@ -408,6 +410,17 @@ async fn execute(
         headers.append(name, value.clone());
     }
     out
+}
+
+/// The JSON body of a GraphQL response. A request that failed before execution has no
+/// `data` entry at all, not `"data": null` (GraphQL spec, "Response Format"; the
+/// `graphql-http` audits D586 and 5E5B check it).
+fn response_body(response: &async_graphql::Response, not_executed: bool) -> serde_json::Result<Vec<u8>> {
+    let mut body = serde_json::to_value(response)?;
+    if not_executed && let Some(object) = body.as_object_mut() {
+        object.remove("data");
+    }
+    serde_json::to_vec(&body)
 }
 
 fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
@@ -442,13 +455,26 @@ fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
     )
 }
 
-async fn graphiql_page() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("authgraph")
-            .finish(),
-    )
+/// Where async-graphql's GraphiQL page loads React and GraphiQL from.
+const GRAPHIQL_DEFAULT_CDN: &str = "https://unpkg.com";
+
+/// The GraphiQL page. With `GRAPHIQL_CDN_URL` (`cdn`) its scripts and stylesheet load from
+/// that base in unpkg's layout (`{cdn}/react@18/umd/react.development.js`,
+/// `{cdn}/graphiql@4/graphiql.min.js`, ...) and the graphql.org favicon is left out, so the
+/// page makes no request to a third party.
+fn graphiql_page(cdn: Option<&str>) -> String {
+    let page = GraphiQLSource::build()
+        .endpoint("/graphql")
+        .title("authgraph")
+        .finish();
+    let Some(cdn) = cdn else {
+        return page;
+    };
+    page.replace(GRAPHIQL_DEFAULT_CDN, cdn)
+        .lines()
+        .filter(|line| !line.contains("graphql.org/favicon.ico"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 async fn jwks(State(http): State<Http>) -> Response {
@@ -531,6 +557,44 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         negotiate(&headers)
+    }
+
+    #[test]
+    fn graphiql_assets_load_from_the_configured_base() {
+        let default = graphiql_page(None);
+        assert!(default.contains("https://unpkg.com/graphiql@4/graphiql.min.js"));
+        let page = graphiql_page(Some("https://assets.example.com/graphiql"));
+        for asset in [
+            "/react@18/umd/react.development.js",
+            "/react-dom@18/umd/react-dom.development.js",
+            "/graphiql@4/graphiql.min.css",
+            "/graphiql@4/graphiql.min.js",
+        ] {
+            let url = format!("https://assets.example.com/graphiql{asset}");
+            assert!(page.contains(&url), "{url} missing from the page");
+        }
+        // Every remaining absolute URL points at the configured base.
+        for (i, _) in page.match_indices("https://") {
+            assert!(
+                page[i..].starts_with("https://assets.example.com/graphiql/"),
+                "third-party URL in the page: {}",
+                &page[i..(i + 60).min(page.len())]
+            );
+        }
+        assert!(!page.contains("//unpkg.com") && !page.contains("graphql.org"));
+    }
+
+    #[test]
+    fn a_response_that_failed_before_execution_has_no_data_entry() {
+        let mut failed =
+            async_graphql::Response::from_errors(vec![async_graphql::ServerError::new("syntax error", None)]);
+        failed.data = async_graphql::Value::Null;
+        let body: serde_json::Value = serde_json::from_slice(&response_body(&failed, true).unwrap()).unwrap();
+        assert!(body.get("data").is_none(), "{body}");
+        assert!(body["errors"].is_array());
+        let executed: serde_json::Value =
+            serde_json::from_slice(&response_body(&failed, false).unwrap()).unwrap();
+        assert!(executed.get("data").is_some(), "{executed}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `ContextExt`: typed access to the state and the request from any resolver or guard.
 
-use async_graphql::Context;
+use async_graphql::{Context, dataloader::DataLoader};
 
+use super::loader::UserLoader;
 use crate::{
     auth::{AuthError, Viewer},
     request::RequestContext,
@@ -14,6 +15,8 @@ pub trait ContextExt {
     fn state(&self) -> &AppState;
     /// This request's context (set by the HTTP handler).
     fn request(&self) -> &RequestContext;
+    /// Users by id, batched across concurrent resolvers (one query per batch).
+    fn users(&self) -> &DataLoader<UserLoader>;
     /// The authenticated caller, or `UNAUTHENTICATED`.
     fn viewer(&self) -> impl Future<Output = Result<&Viewer, AuthError>> + Send;
 }
@@ -24,6 +27,12 @@ impl ContextExt for Context<'_> {
         // execution; a missing one is a wiring bug that must fail loudly in tests.
         #[expect(clippy::expect_used, reason = "set on every schema by build_schema")]
         self.data::<AppState>().expect("AppState is set on the schema")
+    }
+
+    fn users(&self) -> &DataLoader<UserLoader> {
+        #[expect(clippy::expect_used, reason = "set on every schema by build_schema")]
+        self.data::<DataLoader<UserLoader>>()
+            .expect("the user loader is set on the schema")
     }
 
     fn request(&self) -> &RequestContext {

@@ -1,4 +1,4 @@
-//! `Query`: the caller and other users.
+//! `Query`: the caller and other users, and the federation entity resolver.
 
 use async_graphql::{Context, ID, Object, Result};
 use uuid::Uuid;
@@ -18,16 +18,23 @@ impl QueryRoot {
 
     /// A user by id, or null if there is none. Requires a valid access token.
     async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        ctx.viewer().await?;
-        let Ok(id) = Uuid::parse_str(&id) else {
-            return Ok(None);
-        };
-        Ok(ctx.state().auth.find_user(id).await?.map(User::public))
+        user_by_id(ctx, &id).await
     }
 
     /// Federation: resolves `User` references by key, with the rules of `user(id)`.
+    /// The representations of one `_entities` call resolve concurrently, so the loader
+    /// reads them all in one query.
     #[graphql(entity)]
     async fn find_user_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<User>> {
-        self.user(ctx, id).await
+        user_by_id(ctx, &id).await
     }
+}
+
+/// A token is required; an id that is not a UUID names no user.
+async fn user_by_id(ctx: &Context<'_>, id: &ID) -> Result<Option<User>> {
+    ctx.viewer().await?;
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Ok(None);
+    };
+    Ok(ctx.users().load_one(id).await?.map(User::public))
 }

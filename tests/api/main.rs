@@ -7,7 +7,9 @@
 mod account;
 mod cli;
 mod cookies;
+mod e2e;
 mod email;
+mod federation;
 mod helpers;
 mod jwt;
 mod login;
@@ -23,4 +25,5 @@ mod smtp_sink;
 mod support_mail;
 mod support_pg;
 mod support_process;
+mod support_sql;
 mod transport;

@@ -1,0 +1,195 @@
+//! The Node end-to-end suites of `tests/e2e`, driven from `cargo test` so the README's one
+//! test command runs them too: each test serves the real app on a real socket and runs one
+//! suite with `node`, failing with the suite's output when it fails.
+//!
+//! Prerequisites are installed when missing (`npm ci` when `node_modules` is missing or
+//! older than `package-lock.json`; Debian's Chromium through `apt-get` when running as
+//! root) or the test fails saying what to install: these suites are never skipped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, SystemTime},
+};
+
+use authgraph::auth::jwt::KeyAlgorithm;
+
+use crate::helpers::TestApp;
+
+const E2E_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
+/// A guard against a hung browser or server, not a performance bound.
+const SUITE_DEADLINE: Duration = Duration::from_secs(300);
+/// Where the GraphiQL page of the self-hosting check loads its assets (answered by the suite).
+const SELF_HOSTED_ASSETS: &str = "http://assets.test/npm";
+
+/// Runs a command to completion; its combined output on failure.
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
+}
+
+/// Node.js 20 or newer, and `tests/e2e/node_modules` as `package-lock.json` pins it.
+fn node_modules() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY
+        .get_or_init(|| {
+            let missing = "the e2e suites need Node.js 20 or newer with npm on PATH \
+                           (`node --version`); install them, then run `cargo test` again";
+            let version = Command::new("node")
+                .arg("--version")
+                .output()
+                .map_err(|_| missing.to_owned())?;
+            let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+            let major: u32 = version
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if major < 20 {
+                return Err(format!("{missing} (found `{version}`)"));
+            }
+            let dir = Path::new(E2E_DIR);
+            let lock =
+                modified(&dir.join("package-lock.json")).ok_or("tests/e2e/package-lock.json is missing")?;
+            // npm writes this file on every install: it dates node_modules.
+            let installed = modified(&dir.join("node_modules/.package-lock.json"));
+            if installed.is_none_or(|installed| installed < lock) {
+                eprintln!("e2e: installing tests/e2e/node_modules with `npm ci`");
+                run(
+                    Command::new("npm")
+                        .args(["ci", "--no-audit", "--no-fund"])
+                        .current_dir(dir),
+                    "`npm ci` in tests/e2e",
+                )?;
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// Debian's Chromium (`CHROMIUM_PATH` overrides where it is).
+fn chromium() -> Result<PathBuf, String> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path =
+            PathBuf::from(std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+        if path.exists() {
+            return Ok(path);
+        }
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            return Err(format!(
+                "the GraphiQL suite needs Debian's Chromium at {}: run `apt-get install -y chromium` \
+                 as root (or set CHROMIUM_PATH), then `cargo test` again",
+                path.display()
+            ));
+        }
+        eprintln!("e2e: installing Chromium with apt-get");
+        let install = || {
+            run(
+                Command::new("apt-get")
+                    .args(["install", "-y", "chromium"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                "`apt-get install -y chromium`",
+            )
+        };
+        install()
+            .or_else(|_| {
+                run(Command::new("apt-get").arg("update"), "`apt-get update`")?;
+                install()
+            })
+            .map_err(|e| format!("installing Chromium failed: {e}"))?;
+        path.exists()
+            .then_some(path.clone())
+            .ok_or_else(|| format!("apt-get installed chromium but {} is missing", path.display()))
+    })
+    .clone()
+}
+
+/// Runs `node <suite>` in tests/e2e with `env`; panics with its output unless it passes.
+async fn suite(script: &str, env: &[(&str, String)]) {
+    if let Err(problem) = node_modules() {
+        panic!("{problem}");
+    }
+    let mut node = tokio::process::Command::new("node");
+    node.arg(script)
+        .current_dir(E2E_DIR)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    // Async, so the in-process server keeps answering while node runs.
+    let output = tokio::time::timeout(SUITE_DEADLINE, node.output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} was still running after {SUITE_DEADLINE:?}: stopped"))
+        .unwrap_or_else(|e| panic!("could not start `node {script}`: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "tests/e2e/{script} failed ({}):\n{text}",
+        output.status
+    );
+    println!("{text}");
+}
+
+async fn served(app: &TestApp) -> String {
+    format!("http://{}", app.serve_tcp().await)
+}
+
+/// The `graphql-http` audits: zero MUST failures, every other warning fixed or explained.
+#[tokio::test]
+async fn graphql_over_http_audit_passes() {
+    let app = TestApp::spawn().await;
+    suite("audit.mjs", &[("AUTHGRAPH_URL", served(&app).await)]).await;
+}
+
+/// Composition with an `orders` subgraph, Apollo Gateway and Hive gateway in front.
+#[tokio::test]
+async fn gateways_compose_and_verify_our_tokens() {
+    let app = TestApp::spawn().await;
+    suite("gateway.mjs", &[("AUTHGRAPH_URL", served(&app).await)]).await;
+}
+
+/// GraphiQL in headless Chromium: login, then `me` with the header; assets self-hostable.
+#[tokio::test]
+async fn graphiql_works_in_a_real_browser() {
+    let browser = chromium().unwrap_or_else(|problem| panic!("{problem}"));
+    let app = TestApp::spawn().await;
+    let self_hosted =
+        TestApp::spawn_with(KeyAlgorithm::Es256, &[("GRAPHIQL_CDN_URL", SELF_HOSTED_ASSETS)]).await;
+    suite(
+        "graphiql.mjs",
+        &[
+            ("AUTHGRAPH_URL", served(&app).await),
+            ("AUTHGRAPH_SELF_HOSTED_URL", served(&self_hosted).await),
+            ("GRAPHIQL_CDN_URL", SELF_HOSTED_ASSETS.to_owned()),
+            ("CHROMIUM_PATH", browser.display().to_string()),
+        ],
+    )
+    .await;
+}
