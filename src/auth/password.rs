@@ -103,6 +103,7 @@ impl PasswordHasher {
             // The job owns the permit: a client that disconnects mid-hash cannot free
             // its slot while the hash still burns a core.
             let _permit = permit;
+            yield_to_requests();
             let _span = span.enter();
             let reused = inner.buffers.lock().ok().and_then(|mut b| b.pop());
             let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); inner.params.block_count()]);
@@ -133,6 +134,33 @@ impl Drop for Queued<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Lowers the calling thread's scheduling priority (to nice ≈ 9) the first time it runs
+/// a hash: with every core busy hashing during a login storm, the threads serving
+/// token checks still win the CPU, so `me` keeps its latency while logins queue. The
+/// blocking-pool thread keeps the lower priority for later jobs, which in this service
+/// are hashes too. Failure (a platform without per-thread nice) only costs that benefit.
+fn yield_to_requests() {
+    use std::cell::Cell;
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    thread_local! {
+        static LOWERED: Cell<bool> = const { Cell::new(false) };
+    }
+    LOWERED.with(|lowered| {
+        if !lowered.replace(true)
+            && let Ok(priority) = 25u8.try_into()
+        {
+            let _ = set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Crossplatform(priority),
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+            );
+        }
+    });
 }
 
 fn argon2(params: &Params) -> Argon2<'static> {
@@ -265,6 +293,25 @@ mod tests {
         let current = Params::new(M_COST, T_COST, P_COST, Some(HASH_LEN)).unwrap();
         let mut buffer = vec![Block::default(); current.block_count()];
         assert!(verify_with(&current, b"older policy", &phc, &mut buffer).unwrap());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hashing_threads_yield_to_request_threads() {
+        let nice = || {
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+            // Field 19 (nice); the command name before it may hold spaces, so count from ')'.
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            after.split_whitespace().nth(16).unwrap().parse::<i32>().unwrap()
+        };
+        let (before, after) = std::thread::spawn(move || {
+            let before = nice();
+            yield_to_requests();
+            (before, nice())
+        })
+        .join()
+        .unwrap();
+        assert!(after > before, "nice {before} -> {after}");
     }
 
     #[test]
