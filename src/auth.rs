@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -23,6 +24,7 @@ use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
 use password::PasswordHasher;
 use refresh_token::PlainToken;
+use throttle::Throttle;
 
 use crate::db::{
     self, DbConn, DbPool,
@@ -94,6 +96,7 @@ pub struct Auth {
     keys: Arc<JwtKeys>,
     passwords: PasswordHasher,
     policy: Policy,
+    throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
 }
@@ -102,12 +105,24 @@ impl Auth {
     /// Wires the service.
     pub fn new(db: DbPool, keys: Arc<JwtKeys>, passwords: PasswordHasher, policy: Policy) -> Self {
         Self {
+            throttle: Throttle::new(db.clone(), crate::config::ThrottleConfig::default()),
             db,
             keys,
             passwords,
             policy,
             mail: Composer::default(),
         }
+    }
+
+    /// Replaces the attempt limits (the default is [`crate::config::ThrottleConfig::default`]).
+    pub fn with_throttle(mut self, rules: crate::config::ThrottleConfig) -> Self {
+        self.throttle = Throttle::new(self.db.clone(), rules);
+        self
+    }
+
+    /// The attempt limits, for use cases that count attempts.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// The signing and verification keys.
@@ -144,6 +159,7 @@ impl Auth {
         let email = Email::parse(email, "email")?;
         let password = Password::new_password(password, "password")?;
         let display_name = display_name.map(DisplayName::parse).transpose()?;
+        let _counted = self.throttle.register(client).await?;
         // Hash before taking a connection: a connection is never held across argon2.
         let password_hash = self.passwords.hash(password).await?;
 
@@ -192,6 +208,8 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
+        // Counted before the check, so no alias, batch or race gets more checks.
+        let attempt = self.throttle.login(&email, client).await?;
         let user = {
             let mut conn = self.conn().await?;
             db::users::find_by_email(&mut conn, email.as_str()).await?
@@ -211,6 +229,7 @@ impl Auth {
             }
         };
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
             .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)

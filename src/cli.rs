@@ -32,6 +32,8 @@ production). The main ones:
   JWT_KEYS              PKCS#8 PEM keys, or comma-separated key files, newest first
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
   PUBLIC_URL, SMTP_URL, EMAIL_FROM, CORS_ALLOWED_ORIGINS
+  TRUSTED_PROXIES       load balancers whose X-Forwarded-For names the client
+  HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...  (abuse limits)
   MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
   MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
   LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)

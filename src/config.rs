@@ -6,7 +6,12 @@
 use std::{net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, bail};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+
+pub mod abuse;
+
+pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +136,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `CORS_ALLOWED_ORIGINS`.
     pub cors_allowed_origins: Vec<String>,
+    /// `CORS_MAX_AGE`: how long browsers may cache a preflight answer.
+    pub cors_max_age: Duration,
+    /// `TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` name the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// `TRUSTED_PROXY_HEADER`: which forwarding header those proxies write.
+    pub trusted_proxy_header: ForwardedHeader,
+    /// `HTTP_RATE_LIMIT`, `HTTP_RATE_LIMIT_BURST`: per-client request limit (`None`: off).
+    pub http_rate_limit: Option<HttpRateLimit>,
+    /// `THROTTLE_*`: attempt limits on login, register, mail requests and tokens.
+    pub throttle: ThrottleConfig,
     /// `GRAPHIQL`: serve `/graphiql`.
     pub graphiql: bool,
     /// `GRAPHIQL_CDN_URL`: where the GraphiQL page loads its assets from.
@@ -225,10 +240,12 @@ impl Config {
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
-        if let Some(bad) = cors_allowed_origins
-            .iter()
-            .find(|o| *o == "*" || !(o.starts_with("http://") || o.starts_with("https://")))
-        {
+        if let Some(bad) = cors_allowed_origins.iter().find(|o| {
+            *o == "*"
+                || !(o.starts_with("http://") || o.starts_with("https://"))
+                || o.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+        }) {
             bail!("CORS_ALLOWED_ORIGINS must list http(s) origins (no wildcard), not `{bad}`");
         }
 
@@ -266,6 +283,11 @@ impl Config {
             refresh_cookie_samesite,
             log_format,
             cors_allowed_origins,
+            cors_max_age: duration(&get, "CORS_MAX_AGE", "1h")?,
+            trusted_proxies: abuse::trusted_proxies(get("TRUSTED_PROXIES"))?,
+            trusted_proxy_header: ForwardedHeader::parse(get("TRUSTED_PROXY_HEADER"))?,
+            http_rate_limit: HttpRateLimit::from_lookup(&get)?,
+            throttle: ThrottleConfig::from_lookup(&get)?,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
             graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
@@ -444,6 +466,15 @@ mod tests {
             ("BODY_LIMIT", "0"),
             ("DATABASE_POOL_SIZE", "many"),
             ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/x y"),
+            ("CORS_MAX_AGE", "forever"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"),
+            ("TRUSTED_PROXY_HEADER", "X-Real-IP"),
+            ("HTTP_RATE_LIMIT", "-3/s"),
+            ("HTTP_RATE_LIMIT_BURST", "lots"),
+            ("THROTTLE_LOGIN_ACCOUNT", "100"),
+            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1h..1s"),
+            ("THROTTLE_REGISTER_ADDRESS", "0/1h"),
             ("REFRESH_COOKIE_SAMESITE", "sometimes"),
             ("PUBLIC_URL", "example.com"),
             ("SHUTDOWN_TIMEOUT", "0"),

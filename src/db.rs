@@ -7,6 +7,7 @@ pub mod outbox;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::time::Duration;

@@ -8,6 +8,7 @@ pub mod loader;
 pub mod metrics;
 pub mod mutation;
 pub mod query;
+pub mod telemetry;
 pub mod types;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
@@ -22,8 +23,10 @@ fn builder(
 ) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .enable_federation()
-        // Outermost, so it sees the codes `ErrorCodes` puts on every error.
+        // These two first, so they are outermost and count and log the codes
+        // `ErrorCodes` settled on: metrics, and one log line per operation.
         .extension(metrics::OperationMetrics)
+        .extension(telemetry::Telemetry)
         .extension(error::ErrorCodes)
         .extension(limits::DocumentLimits {
             max_aliases: limits.max_aliases,

@@ -1,5 +1,10 @@
 //! Transport: the routes of API.md, GraphQL-over-HTTP request parsing and content
-//! negotiation, and the layers every request passes (request id, tracing, panics).
+//! negotiation, and the layers every request passes (request id, tracing, CORS, client
+//! address, rate limit, panics).
+
+mod client_ip;
+mod cors;
+mod rate_limit;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -56,9 +61,12 @@ pub fn router(state: AppState) -> Router {
         router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
     }
     let x_request_id = header::HeaderName::from_static(X_REQUEST_ID);
+    let config = state.config.clone();
+    let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
     // Layers run outside-in from the last one added: the request id is checked, then
-    // set, then the span opens, ... and the handler runs innermost.
-    router
+    // set, then the span opens, metrics, CORS, client address, rate limit, panics, and
+    // the handler runs innermost.
+    let mut router = router
         .fallback(not_found)
         .with_state(Http { state, schema })
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -70,7 +78,17 @@ pub fn router(state: AppState) -> Router {
                 "internal error",
                 Negotiated::Json,
             )
-        }))
+        }));
+    // Inner to outer: the limit needs the client address; CORS headers go on refusals too.
+    if let Some(limit) = config.http_rate_limit {
+        router = rate_limit::limit(router, limit);
+    }
+    router = router.layer(axum::middleware::from_fn_with_state(trusted, client_ip::resolve));
+    if let Some(cors) = cors::layer(&config) {
+        router = router.layer(cors);
+    }
+    router
+        // Outside the limit and CORS, so 429s and preflights are counted too.
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
@@ -86,16 +104,8 @@ pub fn router(state: AppState) -> Router {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
                     // The path only: a GET query string carries the GraphQL document and variables.
-                    // `operation_name` and `user.id` are filled in once known, so every log line
-                    // of the request carries them.
-                    tracing::info_span!(
-                        "request",
-                        request_id = %id,
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        operation_name = tracing::field::Empty,
-                        user.id = tracing::field::Empty,
-                    )
+                    // (`operation.name` and `user.id` are on the `graphql` span inside it.)
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 }),
         )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
@@ -346,8 +356,12 @@ async fn graphql_get(State(http): State<Http>, request: Request) -> Response {
             );
         }
     };
-    // A mutation must never run from a link or an <img> tag (ASVS 3.5.3).
-    if let Ok(document) = async_graphql::parser::parse_query(&gql.query) {
+    // A mutation must never run from a link or an <img> tag (ASVS 3.5.3). A document
+    // nested too deep for the parser is refused by the schema's limits instead.
+    let parsed = graphql::limits::nesting_within(&gql.query, graphql::limits::MAX_NESTING)
+        .then(|| async_graphql::parser::parse_query(&gql.query).ok())
+        .flatten();
+    if let Some(document) = parsed {
         let selected = match &gql.operation_name {
             Some(name) => document
                 .operations
@@ -426,10 +440,14 @@ fn response_body(response: &async_graphql::Response, not_executed: bool) -> serd
 fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
     let headers = &parts.headers;
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    // Resolved by `client_ip::resolve` (trusted proxies); the peer if that did not run.
+    let client_ip = match parts.extensions.get::<client_ip::ClientAddr>() {
+        Some(resolved) => resolved.0,
+        None => parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    };
     let refresh_cookie = headers
         .get_all(header::COOKIE)
         .iter()
@@ -447,7 +465,7 @@ fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("cookie")),
         ClientInfo {
             user_agent: text(header::USER_AGENT).map(str::to_owned),
-            ip: peer,
+            ip: client_ip,
         },
         text(header::HeaderName::from_static(X_REQUEST_ID))
             .unwrap_or_default()

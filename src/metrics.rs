@@ -35,7 +35,8 @@ pub const GRAPHQL_OPERATION_DURATION_SECONDS: &str = "authgraph_graphql_operatio
 /// Login attempts by `outcome`: `success`, `invalid_credentials`, `invalid_input`,
 /// `rate_limited`, `unavailable`, `error`. Counter.
 pub const LOGINS_TOTAL: &str = "authgraph_logins_total";
-/// Attempts refused by a throttle, by `scope` (`account`, `address`, `http`, ...). Counter.
+/// Attempts refused by a throttle, by `scope`: `http` (the per-address HTTP limit) or
+/// the attempt limit's name (`login.account`, `login.address`, ...). Counter.
 pub const THROTTLE_HITS_TOTAL: &str = "authgraph_throttle_hits_total";
 /// Rotated refresh tokens presented again outside the grace window (each revokes a
 /// session). Counter.

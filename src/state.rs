@@ -98,7 +98,8 @@ impl AppState {
         };
         Ok(Self {
             auth: Auth::new(pool, Arc::new(keys), passwords, policy)
-                .with_mail(Composer::new(&config.public_url, &config.email_from)),
+                .with_mail(Composer::new(&config.public_url, &config.email_from))
+                .with_throttle(config.throttle.clone()),
             config: Arc::new(config),
             readiness: Arc::default(),
         })

@@ -3,7 +3,7 @@
 //!
 //! A JSON line carries `timestamp` (RFC 3339, UTC), `level`, `message`, `target`, then
 //! the fields of every enclosing span from the outermost in (so `request_id`,
-//! `operation_name` and `user.id` of the request span appear on each line of that
+//! `operation.name` and `user.id` of the request span appear on each line of that
 //! request), then the event's own fields. Flat keys, so `jq 'select(.["user.id"]==...)'`
 //! and log indexers need no knowledge of span nesting.
 
@@ -11,12 +11,13 @@ use std::io::Write;
 
 use serde_json::{Map, Value};
 use tracing::{
-    Event, Subscriber,
+    Event, Level, Metadata, Subscriber,
     field::{Field, Visit},
     span::{Attributes, Id, Record},
 };
 use tracing_subscriber::{
     EnvFilter,
+    filter::{FilterFn, filter_fn},
     fmt::{self, MakeWriter},
     layer::Context,
     prelude::*,
@@ -29,9 +30,36 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Libraries that write secrets into their verbose logs: tokio-postgres logs every
+/// statement's parameters (emails, password hashes) at debug, and an SMTP client the
+/// mail it sends (one-time tokens).
+const SECRET_LEAKING_TARGETS: [&str; 2] = ["tokio_postgres", "lettre"];
+
+fn allowed(meta: &Metadata<'_>) -> bool {
+    allowed_at(meta.target(), *meta.level())
+}
+
+fn allowed_at(target: &str, level: Level) -> bool {
+    level <= Level::INFO
+        || !SECRET_LEAKING_TARGETS.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
+/// A filter that drops the verbose logs of [`SECRET_LEAKING_TARGETS`] whatever
+/// `RUST_LOG` asks for, so turning on debug logging never writes an email or a token.
+/// Every subscriber of the service (and the redaction test's) installs it.
+pub fn secrets_guard() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+    filter_fn(allowed as fn(&Metadata<'_>) -> bool)
+}
+
 /// Installs the global subscriber for the service.
 pub fn init(format: LogFormat) {
-    let registry = tracing_subscriber::registry().with(filter());
+    let registry = tracing_subscriber::registry()
+        .with(secrets_guard())
+        .with(filter());
     let result = match format {
         LogFormat::Json => registry.with(JsonLines::new(std::io::stdout)).try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
@@ -43,6 +71,7 @@ pub fn init(format: LogFormat) {
 /// Installs a subscriber that prints through the test harness, once per process.
 pub fn init_for_tests() {
     let _ = tracing_subscriber::registry()
+        .with(secrets_guard())
         .with(filter())
         .with(fmt::layer().with_test_writer())
         .try_init();
@@ -206,5 +235,15 @@ mod tests {
         assert_eq!(line["attempt"], 2);
         assert_eq!(line["session.id"], "s-7");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn verbose_logs_of_leaky_libraries_never_pass() {
+        assert!(!allowed_at("tokio_postgres::query", Level::DEBUG));
+        assert!(!allowed_at("tokio_postgres", Level::TRACE));
+        assert!(!allowed_at("lettre::transport::smtp", Level::DEBUG));
+        assert!(allowed_at("tokio_postgres::connection", Level::INFO));
+        assert!(allowed_at("tokio_postgres_extra", Level::DEBUG));
+        assert!(allowed_at("authgraph::auth", Level::TRACE));
     }
 }

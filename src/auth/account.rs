@@ -5,8 +5,8 @@ use diesel_async::AsyncConnection;
 use tracing::{info, instrument};
 
 use super::{
-    Auth, AuthError, Issued, Viewer,
-    input::{DisplayName, Password},
+    Auth, AuthError, ClientInfo, Issued, Viewer,
+    input::{DisplayName, Email, Password},
 };
 use crate::db::{self, users::User};
 
@@ -52,8 +52,15 @@ impl Auth {
         viewer: &Viewer,
         current: &str,
         new: &str,
+        client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let new = Password::new_password(new, "newPassword")?;
+        // The current password is guessed like a login (a stolen access token must not
+        // buy unlimited guesses): the same counters.
+        let attempt = self
+            .throttle
+            .login(&Email::stored(&viewer.user.email), client)
+            .await?;
         if !self
             .passwords
             .verify(
@@ -65,6 +72,7 @@ impl Auth {
             info!("password change refused: wrong current password");
             return Err(AuthError::InvalidCredentials);
         }
+        attempt.succeeded().await;
         let hash = self.passwords.hash(new).await?;
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;
@@ -104,7 +112,16 @@ impl Auth {
 
     /// Deletes the caller's account and everything theirs, after checking the password.
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
-    pub async fn delete_account(&self, viewer: &Viewer, password: &str) -> Result<(), AuthError> {
+    pub async fn delete_account(
+        &self,
+        viewer: &Viewer,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthError> {
+        let attempt = self
+            .throttle
+            .login(&Email::stored(&viewer.user.email), client)
+            .await?;
         if !self
             .passwords
             .verify(
@@ -116,6 +133,7 @@ impl Auth {
             info!("account deletion refused: wrong password");
             return Err(AuthError::InvalidCredentials);
         }
+        attempt.succeeded().await;
         let mut conn = self.conn().await?;
         db::users::delete(&mut conn, viewer.user.id).await?;
         info!("account deleted");

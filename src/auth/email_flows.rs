@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::time::Instant;
 use tracing::{info, instrument};
 
-use super::{Auth, AuthError, Viewer, input::Email, input::Password, refresh_token::PlainToken};
+use super::{Auth, AuthError, ClientInfo, Viewer, input::Email, input::Password, refresh_token::PlainToken};
 use crate::{
     db::{self, email_tokens::Purpose, users::User},
     mail::Composer,
@@ -64,11 +64,19 @@ impl Auth {
     /// Mails the caller a new verification link (voiding any older one); answers true
     /// and sends nothing when the address is already verified.
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
-    pub async fn request_email_verification(&self, viewer: &Viewer) -> Result<bool, AuthError> {
+    pub async fn request_email_verification(
+        &self,
+        viewer: &Viewer,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         if viewer.user.email_verified_at.is_some() {
             info!("email already verified: no mail sent");
             return Ok(true);
         }
+        let _counted = self
+            .throttle
+            .mail_request(&Email::stored(&viewer.user.email), client)
+            .await?;
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| self.queue_verification(conn, &viewer.user).await)
             .await?;
@@ -77,8 +85,9 @@ impl Auth {
 
     /// Proves an address with a mailed verification token; the token works once.
     #[instrument(skip_all, fields(user.id))]
-    pub async fn verify_email(&self, token: &str) -> Result<bool, AuthError> {
+    pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<bool, AuthError> {
         let token = presented(token)?;
+        let attempt = self.throttle.token(client).await?;
         let mut conn = self.conn().await?;
         let user_id = conn
             .transaction::<_, AuthError, _>(async |conn| {
@@ -92,6 +101,7 @@ impl Auth {
                 Ok(user_id)
             })
             .await?;
+        attempt.succeeded().await;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!("email verified");
         Ok(true)
@@ -100,9 +110,11 @@ impl Auth {
     /// Mails a password reset link to the account with this address, if there is one.
     /// Answers true either way, in the same time, so it reveals nothing.
     #[instrument(skip_all, fields(user.id))]
-    pub async fn request_password_reset(&self, email: &str) -> Result<bool, AuthError> {
+    pub async fn request_password_reset(&self, email: &str, client: &ClientInfo) -> Result<bool, AuthError> {
         let started = Instant::now();
         let email = Email::parse(email, "email")?;
+        // Counted per address string, known or not: a refusal reveals nothing either.
+        let _counted = self.throttle.mail_request(&email, client).await?;
         let queued = self.queue_password_reset(&email).await;
         tokio::time::sleep_until(started + RESET_REQUEST_MIN_TIME).await;
         queued.map(|()| true)
@@ -141,9 +153,15 @@ impl Auth {
     /// Sets a new password with a mailed reset token (once), ends every session of the
     /// user and marks the address verified: the mail reached it.
     #[instrument(skip_all, fields(user.id))]
-    pub async fn reset_password(&self, token: &str, new_password: &str) -> Result<bool, AuthError> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         let token = presented(token)?;
         let password = Password::new_password(new_password, "newPassword")?;
+        let attempt = self.throttle.token(client).await?;
         let hash = token.hash();
         // A cheap look first, so a wrong token costs no password hash; the token is used
         // up atomically below, where a concurrent reset with it loses.
@@ -169,6 +187,7 @@ impl Auth {
                 Ok((user_id, revoked))
             })
             .await?;
+        attempt.succeeded().await;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!(sessions.revoked = revoked, "password reset");
         Ok(true)

@@ -13,6 +13,12 @@ pub const PASSWORD_MAX: usize = 128;
 pub const DISPLAY_NAME_MAX: usize = 64;
 /// Longest email address (RFC 5321 path limit).
 const EMAIL_MAX: usize = 254;
+/// New passwords zxcvbn expects to fall in fewer guesses are refused: that covers the
+/// ten thousand most common passwords of its list (ASVS 6.2.4 asks for the top 3000)
+/// and repeats, sequences, keyboard walks and single common words just as easy to guess.
+pub const PASSWORD_MIN_GUESSES: u64 = 10_000;
+/// Words that make a password guessable here whatever the lists say.
+const CONTEXT_WORDS: [&str; 2] = ["authgraph", "graphql"];
 
 /// A trimmed, lowercased, syntactically valid email address.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,6 +44,11 @@ impl Email {
             return Err(AuthError::input(field, "enter a valid email address"));
         }
         Ok(Self(email))
+    }
+
+    /// An address read back from the database, normalised when it was stored.
+    pub(crate) fn stored(email: &str) -> Self {
+        Self(email.to_owned())
     }
 
     /// The normalised address.
@@ -78,6 +89,9 @@ impl Password {
                 format!("password must be at most {PASSWORD_MAX} characters"),
             ));
         }
+        if let Some(reason) = too_guessable(password.0.expose_secret()) {
+            return Err(AuthError::input(field, reason));
+        }
         Ok(password)
     }
 
@@ -91,6 +105,23 @@ impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(<redacted>)")
     }
+}
+
+/// Why a password is too easy to guess, if it is (NIST 800-63B: say why it is refused).
+/// The reason names a kind of weakness, never the password.
+fn too_guessable(password: &str) -> Option<String> {
+    let estimate = zxcvbn::zxcvbn(password, &CONTEXT_WORDS);
+    if estimate.guesses() >= PASSWORD_MIN_GUESSES {
+        return None;
+    }
+    let why = estimate
+        .feedback()
+        .and_then(|f| f.warning())
+        .map_or_else(|| "It is too easy to guess.".to_owned(), |w| w.to_string());
+    Some(format!(
+        "this password is one of the most common ones or as easy to guess: {why} \
+         Try a few unrelated words instead."
+    ))
 }
 
 /// A display name: trimmed, 1 to 64 characters, no control characters.
@@ -170,11 +201,48 @@ mod tests {
     #[test]
     fn password_length_counts_code_points_after_nfkc() {
         // Seven code points, fourteen bytes: too short although bytes would pass.
-        assert!(Password::new_password("ééééééé", "password").is_err());
-        assert!(Password::new_password("éééééééé", "password").is_ok());
-        assert!(Password::new_password(&"x".repeat(128), "password").is_ok());
-        let err = Password::new_password(&"x".repeat(129), "newPassword").unwrap_err();
+        assert!(Password::new_password("éàèùâêî", "password").is_err());
+        assert!(Password::new_password("éàèùâêîô", "password").is_ok());
+        let longest: String = "tangerine quokka ".repeat(8);
+        assert!(Password::new_password(&longest[..128], "password").is_ok());
+        let err = Password::new_password(&format!("{longest}x"), "newPassword").unwrap_err();
         assert_eq!(field_of(err), "newPassword");
+    }
+
+    #[test]
+    fn common_passwords_are_refused_with_a_reason() {
+        for common in [
+            "password",
+            "Password1",
+            "P@ssw0rd",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou",
+            "11111111",
+            "abcdefgh",
+            "monkey123",
+            "authgraph",
+        ] {
+            match Password::new_password(common, "newPassword") {
+                Err(AuthError::InvalidInput { field, reason }) => {
+                    assert_eq!(field, "newPassword");
+                    assert!(reason.contains("common") || reason.contains("guess"), "{reason}");
+                    // ("password" itself is a word of every reason.)
+                    assert!(
+                        common == "password" || !reason.contains(common),
+                        "the reason quotes the password: {reason}"
+                    );
+                }
+                other => panic!("{common} was not refused: {other:?}"),
+            }
+        }
+        for fine in [
+            "correct horse battery staple",
+            "analytical engine",
+            "Tr0ub4dour&3",
+        ] {
+            assert!(Password::new_password(fine, "password").is_ok(), "{fine}");
+        }
     }
 
     #[test]
@@ -205,5 +273,124 @@ mod tests {
         let e = Email::parse("alice@example.com", "email").unwrap();
         let out = format!("{p:?} {e:?}");
         assert!(!out.contains("hunter2") && !out.contains("alice"), "{out}");
+    }
+}
+
+/// Property tests: the validators hold their promises for any input, not only examples.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use unicode_normalization::UnicodeNormalization;
+
+    use super::*;
+
+    fn reason_and_field(err: AuthError) -> (&'static str, String) {
+        match err {
+            AuthError::InvalidInput { field, reason } => (field, reason),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Mostly plausible addresses, with arbitrary text and padding mixed in.
+    fn emails() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[ \t]{0,3}[A-Za-z0-9._%+-]{1,30}@[A-Za-z0-9-]{1,20}(\\.[A-Za-z0-9-]{1,10}){1,3}[ \t]{0,3}",
+            "\\PC{0,300}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn a_parsed_email_is_normalised_and_parses_to_itself(raw in emails()) {
+            match Email::parse(&raw, "email") {
+                Ok(email) => {
+                    let s = email.as_str();
+                    prop_assert_eq!(s, s.trim());
+                    prop_assert_eq!(s.to_lowercase(), s);
+                    prop_assert!(s.chars().count() <= EMAIL_MAX);
+                    prop_assert!(!s.chars().any(char::is_control));
+                    prop_assert!(!s.contains(['<', '>', '"', ' ']));
+                    let again = Email::parse(s, "email").unwrap();
+                    prop_assert_eq!(again.as_str(), s);
+                    if s.is_ascii() {
+                        let upper = Email::parse(&s.to_ascii_uppercase(), "email").unwrap();
+                        prop_assert_eq!(upper.as_str(), s);
+                    }
+                }
+                Err(err) => {
+                    let (field, reason) = reason_and_field(err);
+                    prop_assert_eq!(field, "email");
+                    prop_assert!(!reason.contains('@'), "{}", reason);
+                }
+            }
+        }
+
+        #[test]
+        fn password_length_rules_count_nfkc_code_points(raw in "\\PC{0,140}", field in prop_oneof![Just("password"), Just("newPassword")]) {
+            let len = raw.nfkc().count();
+            match Password::new_password(&raw, field) {
+                Ok(p) => {
+                    prop_assert!((PASSWORD_MIN..=PASSWORD_MAX).contains(&len));
+                    let normalised: String = raw.nfkc().collect();
+                    prop_assert_eq!(p.expose(), normalised.as_bytes());
+                }
+                Err(err) => {
+                    let (got, reason) = reason_and_field(err);
+                    prop_assert_eq!(got, field);
+                    if len < PASSWORD_MIN {
+                        prop_assert!(reason.contains("at least"), "{}", reason);
+                    } else if len > PASSWORD_MAX {
+                        prop_assert!(reason.contains("at most"), "{}", reason);
+                    } else {
+                        prop_assert!(reason.contains("guess"), "{}", reason);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_refusal_never_quotes_the_password(raw in "[A-Za-z0-9!#%&]{8,40}[0-9][!#%&]") {
+            if let Err(err) = Password::new_password(&raw, "password") {
+                let (_, reason) = reason_and_field(err);
+                prop_assert!(!reason.contains(&raw), "{}", reason);
+            }
+        }
+
+        #[test]
+        fn normal_forms_of_one_password_are_one_password(raw in "\\PC{0,40}") {
+            let nfc: String = raw.nfc().collect();
+            let nfd: String = raw.nfd().collect();
+            let (a, b) = (Password::candidate(&nfc), Password::candidate(&nfd));
+            prop_assert_eq!(a.expose(), b.expose());
+            prop_assert_eq!(
+                Password::new_password(&nfc, "password").is_ok(),
+                Password::new_password(&nfd, "password").is_ok()
+            );
+        }
+
+        #[test]
+        fn passwords_keep_their_spaces(core in "\\PC{1,40}", pad in "[ \t]{1,3}") {
+            let padded = format!("{pad}{core}{pad}");
+            let expected: String = padded.nfkc().collect();
+            let candidate = Password::candidate(&padded);
+            prop_assert_eq!(candidate.expose(), expected.as_bytes());
+        }
+
+        #[test]
+        fn a_display_name_is_trimmed_bounded_and_printable(raw in prop_oneof!["[ ]{0,2}\\PC{0,70}[ ]{0,2}", any::<String>()]) {
+            match DisplayName::parse(&raw) {
+                Ok(name) => {
+                    let s = name.as_str();
+                    prop_assert_eq!(s, s.trim());
+                    prop_assert!((1..=DISPLAY_NAME_MAX).contains(&s.chars().count()));
+                    prop_assert!(!s.chars().any(char::is_control));
+                    prop_assert_eq!(DisplayName::parse(s).unwrap(), name.clone());
+                }
+                Err(err) => prop_assert_eq!(reason_and_field(err).0, "displayName"),
+            }
+        }
     }
 }

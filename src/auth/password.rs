@@ -98,22 +98,28 @@ impl PasswordHasher {
         drop(queued);
         let permit = permit.context("password hasher closed")?;
         let inner = self.inner.clone();
+        // The blocking thread logs into the caller's span and through the caller's
+        // subscriber (a test's scoped one included), not the thread's global default.
         let span = tracing::Span::current();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         tokio::task::spawn_blocking(move || {
-            // The job owns the permit: a client that disconnects mid-hash cannot free
-            // its slot while the hash still burns a core.
-            let _permit = permit;
-            yield_to_requests();
-            let _span = span.enter();
-            let reused = inner.buffers.lock().ok().and_then(|mut b| b.pop());
-            let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); inner.params.block_count()]);
-            let started = std::time::Instant::now();
-            let out = job(&inner.params, &mut buffer);
-            crate::metrics::password_hash(op, started.elapsed());
-            if let Ok(mut buffers) = inner.buffers.lock() {
-                buffers.push(buffer);
-            }
-            out
+            tracing::dispatcher::with_default(&dispatch, || {
+                // The job owns the permit: a client that disconnects mid-hash cannot free
+                // its slot while the hash still burns a core.
+                let _permit = permit;
+                yield_to_requests();
+                let _span = span.enter();
+                let started = std::time::Instant::now();
+                let reused = inner.buffers.lock().ok().and_then(|mut b| b.pop());
+                let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); inner.params.block_count()]);
+                let out = job(&inner.params, &mut buffer);
+                crate::metrics::password_hash(op, started.elapsed());
+                if let Ok(mut buffers) = inner.buffers.lock() {
+                    buffers.push(buffer);
+                }
+                tracing::trace!(elapsed_ms = started.elapsed().as_millis(), "argon2 job done");
+                out
+            })
         })
         .await
         .map_err(|e| AuthError::Internal(anyhow!("password hashing task failed: {e}")))

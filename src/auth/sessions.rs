@@ -9,7 +9,7 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use super::{
-    Auth, AuthError, Issued,
+    Auth, AuthError, ClientInfo, Issued,
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
 };
 use crate::db::{self, refresh_tokens::Rotation, sessions::Session, users::User};
@@ -30,10 +30,12 @@ impl Auth {
     /// exchanged answers the same pair inside the grace window, and otherwise ends the
     /// session (`TOKEN_REUSED`).
     #[instrument(skip_all, fields(session.id, user.id))]
-    pub async fn refresh(&self, presented: Option<&str>) -> Result<Issued, AuthError> {
+    pub async fn refresh(&self, presented: Option<&str>, client: &ClientInfo) -> Result<Issued, AuthError> {
         let presented = presented
             .map(PlainToken::presented)
             .ok_or(AuthError::InvalidToken)?;
+        // Every unusable token counts against the address; a good one is given back.
+        let attempt = self.throttle.token(client).await?;
         let hash = presented.hash();
         let mut conn = self.conn().await?;
         let outcome = conn
@@ -86,6 +88,7 @@ impl Auth {
             .await?;
         match outcome {
             Refreshed::Issued(issued) => {
+                attempt.succeeded().await;
                 let span = tracing::Span::current();
                 span.record("session.id", tracing::field::display(issued.session_id));
                 span.record("user.id", tracing::field::display(issued.user.id));

@@ -58,6 +58,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    throttle_counters (key) {
+        key -> Text,
+        attempts -> Int4,
+        window_ends_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         email -> Text,
@@ -75,4 +84,11 @@ diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(email_tokens, outbox, refresh_tokens, sessions, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    email_tokens,
+    outbox,
+    refresh_tokens,
+    sessions,
+    throttle_counters,
+    users,
+);

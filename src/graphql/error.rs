@@ -104,7 +104,10 @@ impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
         let errors = std::mem::take(&mut response.errors);
-        response.errors = errors.into_iter().map(|e| with_code(e, code::INTERNAL)).collect();
+        response.errors = errors
+            .into_iter()
+            .map(|e| with_code(without_values(e), code::INTERNAL))
+            .collect();
         response
     }
 
@@ -115,9 +118,20 @@ impl Extension for ErrorCodesExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, code::PARSE_FAILED))
+        next.run(ctx, query, variables).await.map_err(|e| {
+            if e.extensions.as_ref().is_some_and(|x| x.get("code").is_some()) {
+                // Refused by a limit of ours before parsing: do not parse it here either.
+                return e;
+            }
+            // async-graphql checks the recursion and directive limits while parsing: a
+            // document that parses on its own broke a limit, which API.md codes as a
+            // validation failure. (Only failures pay for the second parse.)
+            if async_graphql::parser::parse_query(query).is_ok() {
+                with_code(e, code::VALIDATION_FAILED)
+            } else {
+                with_code(without_source(e), code::PARSE_FAILED)
+            }
+        })
     }
 
     async fn validation(
@@ -132,6 +146,35 @@ impl Extension for ErrorCodesExtension {
                 .collect()
         })
     }
+}
+
+/// The parser renders the offending source line into its message, so a password or
+/// token written inline in the document would come back in the error (and in any log
+/// of it): keep only what was expected there; `locations` still says where.
+fn without_source(mut err: ServerError) -> ServerError {
+    if err.message.contains('\n') {
+        let expected = err
+            .message
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("= "))
+            .unwrap_or("syntax error")
+            .to_owned();
+        err.message = format!("the document does not parse: {expected}");
+    }
+    err
+}
+
+/// async-graphql quotes a mistyped input value back (`Expected input type "LoginInput",
+/// found "hunter2".`), and a client that puts a password in the wrong place would get
+/// it echoed into its error logs: keep the expected type, drop the value.
+fn without_values(mut err: ServerError) -> ServerError {
+    if let Some(at) = err.message.find(", found ")
+        && err.message[..at].contains("Expected input type")
+    {
+        err.message.truncate(at);
+        err.message.push('.');
+    }
+    err
 }
 
 /// Whether a response failed before execution (parse or validation), which the
@@ -187,6 +230,29 @@ mod tests {
         assert_eq!(ext["field"], "displayName");
         let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
         assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_document() {
+        let query = r#"mutation { login(input: { email: "a@b.co", password: "hunter2-secret" }) { "#;
+        let parse_error = async_graphql::parser::parse_query(query).unwrap_err();
+        let err = without_source(ServerError::new(parse_error.to_string(), None));
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert_eq!(err.message, "the document does not parse: expected selection");
+    }
+
+    #[test]
+    fn mistyped_values_are_not_quoted_back() {
+        let err = without_values(ServerError::new(
+            r#"Failed to parse "String": Expected input type "String", found {"pw": "hunter2"}."#,
+            None,
+        ));
+        assert_eq!(
+            err.message,
+            r#"Failed to parse "String": Expected input type "String"."#
+        );
+        let untouched = without_values(ServerError::new("field not found, found nothing", None));
+        assert_eq!(untouched.message, "field not found, found nothing");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Document limits async-graphql 7 lacks: aliases (the tool of alias-based brute force)
-//! and a refusal, with a code, of introspection when it is off.
+//! Document limits async-graphql 7 lacks: bracket nesting (its parser recurses on list and
+//! object literals without bound, so a deep one overflows the stack and aborts the
+//! process), aliases (the tool of alias-based brute force) and a refusal, with a code,
+//! of introspection when it is off.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -10,6 +12,50 @@ use async_graphql::{
 };
 
 use super::error::code;
+
+/// Deepest bracket nesting (`{`, `[`, `(`) a document may have before it is parsed. The
+/// parser overflows a 2 MiB stack between 200 and 400 levels of list literals in a debug
+/// build; real documents stay far below (selections stop at the depth limit).
+pub const MAX_NESTING: usize = 64;
+
+/// Whether `query` nests brackets at most `max` deep, strings, block strings and
+/// comments skipped. Runs before any parse, in one pass without recursion.
+pub fn nesting_within(query: &str, max: usize) -> bool {
+    let bytes = query.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    true
+}
 
 /// Refuses documents with too many aliases, or introspection when it is disabled.
 pub struct DocumentLimits {
@@ -87,6 +133,11 @@ impl Extension for DocumentLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        if !nesting_within(query, MAX_NESTING) {
+            return Err(refusal(format!(
+                "the document nests brackets more than {MAX_NESTING} deep"
+            )));
+        }
         let doc = next.run(ctx, query, variables).await?;
         let mut tally = Tally::default();
         for (_, op) in doc.operations.iter() {
@@ -108,5 +159,34 @@ impl Extension for DocumentLimits {
             return Err(refusal("introspection is disabled".to_owned()));
         }
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_and_comments() {
+        assert!(nesting_within("{ a { b } }", 2));
+        assert!(!nesting_within("{ a { b } }", 1));
+        assert!(!nesting_within("{ a(x: [[1]]) }", 3));
+        assert!(nesting_within(r#"{ a(x: "[[[[{{{{") }"#, 2));
+        assert!(nesting_within(r#"{ a(x: "\"[[[") }"#, 2));
+        assert!(nesting_within("{ a # [[[[[[\n }", 1));
+        assert!(nesting_within(r#"{ a(x: """ [[[[ \""" [[[ """) }"#, 2));
+        // Unbalanced or unterminated input is the parser's to refuse, not a panic here.
+        assert!(nesting_within("}}}]]] \"", 1));
+        assert!(nesting_within("\"\"\"", 1));
+        let deep = format!("{{ user(id: {}1{}) {{ id }} }}", "[".repeat(500), "]".repeat(500));
+        assert!(!nesting_within(&deep, MAX_NESTING));
+    }
+
+    #[test]
+    fn the_type_ref_fragment_of_introspection_clients_fits() {
+        let type_ref = "fragment TypeRef on __Type { kind name ofType { kind name ofType { kind name \
+            ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { \
+            kind name ofType { kind name } } } } } } } } }";
+        assert!(nesting_within(type_ref, MAX_NESTING));
     }
 }

@@ -1,6 +1,7 @@
-//! Per-operation metrics and logging: counts each operation by name, type, outcome and
-//! error code with its latency, puts the operation name on the request's span, and logs
-//! one line per operation. Never records variables or the document (they carry secrets).
+//! Per-operation metrics: counts each operation by name, type, outcome and error code
+//! with its latency, and puts the operation name on the `graphql` span (of
+//! `graphql::telemetry`) as soon as it is known, so every log line of the operation
+//! carries it, not only the summary line. Never records variables or the document.
 
 use std::{
     sync::{Arc, Mutex},
@@ -60,7 +61,7 @@ impl PerRequest {
 
     fn name(&self, name: Option<&str>) -> String {
         let label = crate::metrics::operation_names().label(name);
-        tracing::Span::current().record("operation_name", label.as_str());
+        tracing::Span::current().record("operation.name", label.as_str());
         label
     }
 }
@@ -98,17 +99,6 @@ impl Extension for PerRequest {
         });
         let code = first_code(&response);
         crate::metrics::graphql_operation(&name, kind, code.as_deref(), elapsed);
-        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-        match code {
-            None => tracing::info!(operation_name = %name, elapsed_ms, "graphql operation succeeded"),
-            Some(code) => tracing::info!(
-                operation_name = %name,
-                elapsed_ms,
-                error.code = %code,
-                errors = response.errors.len(),
-                "graphql operation failed"
-            ),
-        }
         response
     }
 

@@ -58,7 +58,8 @@ impl MutationRoot {
         #[graphql(secret)] refresh_token: Option<String>,
     ) -> Result<AuthPayload> {
         let (token, from_cookie) = refresh_token_of(ctx, refresh_token);
-        match ctx.state().auth.refresh(token.as_deref()).await {
+        let client = &ctx.request().client;
+        match ctx.state().auth.refresh(token.as_deref(), client).await {
             Ok(issued) => Ok(deliver(ctx, issued, from_cookie)),
             Err(err) => {
                 if from_cookie {
@@ -126,7 +127,12 @@ impl MutationRoot {
         let issued = ctx
             .state()
             .auth
-            .change_password(viewer, &input.current_password, &input.new_password)
+            .change_password(
+                viewer,
+                &input.current_password,
+                &input.new_password,
+                &ctx.request().client,
+            )
             .await?;
         let had_cookie = ctx.request().refresh_cookie.is_some();
         Ok(deliver(ctx, issued, had_cookie))
@@ -136,19 +142,26 @@ impl MutationRoot {
     /// access token; answers true and sends nothing when the address is already verified.
     async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
         let viewer = ctx.viewer().await?;
-        Ok(ctx.state().auth.request_email_verification(viewer).await?)
+        let client = &ctx.request().client;
+        Ok(ctx
+            .state()
+            .auth
+            .request_email_verification(viewer, client)
+            .await?)
     }
 
     /// Proves the account's email address with the token from a verification link.
     /// Each token works once.
     async fn verify_email(&self, ctx: &Context<'_>, #[graphql(secret)] token: String) -> Result<bool> {
-        Ok(ctx.state().auth.verify_email(&token).await?)
+        let client = &ctx.request().client;
+        Ok(ctx.state().auth.verify_email(&token, client).await?)
     }
 
     /// Mails a password reset link, valid for one hour, if an account has this email.
     /// Always answers true: it never reveals whether the email is registered.
     async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> Result<bool> {
-        Ok(ctx.state().auth.request_password_reset(&email).await?)
+        let client = &ctx.request().client;
+        Ok(ctx.state().auth.request_password_reset(&email, client).await?)
     }
 
     /// Sets a new password with the token from a reset link (once), signs the user out
@@ -157,14 +170,15 @@ impl MutationRoot {
         Ok(ctx
             .state()
             .auth
-            .reset_password(&input.token, &input.new_password)
+            .reset_password(&input.token, &input.new_password, &ctx.request().client)
             .await?)
     }
 
     /// Deletes my account and everything that is mine; needs my password.
     async fn delete_account(&self, ctx: &Context<'_>, #[graphql(secret)] password: String) -> Result<bool> {
         let viewer = ctx.viewer().await?;
-        ctx.state().auth.delete_account(viewer, &password).await?;
+        let client = &ctx.request().client;
+        ctx.state().auth.delete_account(viewer, &password, client).await?;
         clear_cookie(ctx);
         Ok(true)
     }

@@ -5,9 +5,11 @@
 )]
 
 mod account;
+mod attacks;
 mod cli;
 mod cookies;
 mod e2e;
+mod edge;
 mod email;
 mod federation;
 mod helpers;
@@ -17,13 +19,17 @@ mod me;
 mod metrics;
 mod migrations;
 mod outage;
+mod redaction;
 mod register;
 mod replicas;
+mod robustness;
 mod sessions;
 mod shutdown;
 mod smtp_sink;
+mod support_abuse;
 mod support_mail;
 mod support_pg;
 mod support_process;
 mod support_sql;
+mod throttle;
 mod transport;

@@ -114,11 +114,11 @@ async fn json_logs_carry_request_and_user_but_no_secrets() {
     };
     let succeeded = find("login succeeded", "trace-login-1");
     assert_eq!(succeeded["user.id"], user_id.as_str());
-    assert_eq!(succeeded["operation_name"], "Login");
+    assert_eq!(succeeded["operation.name"], "Login");
     assert_eq!(succeeded["level"], "INFO");
     let failed = find("login failed: invalid credentials", "trace-wrong-1");
     assert_eq!(failed["user.id"], user_id.as_str());
-    let summary = find("graphql operation succeeded", "trace-login-1");
+    let summary = find("graphql operation", "trace-login-1");
     assert_eq!(
         summary["user.id"],
         user_id.as_str(),
@@ -306,4 +306,51 @@ async fn mail_outbox_and_breaker_show_in_metrics() {
         !service.lines().join("\n").contains(&address),
         "a log line carries the email address"
     );
+}
+
+/// Failed logins on two replicas add up in PostgreSQL: the limit is reached by
+/// attempts split between them, and refused on both, with the refusal counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_throttling_counts_attempts_made_on_both_replicas() {
+    let db = TestDb::create();
+    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+    let vars = [
+        ("APP_ENV", "production"),
+        ("DATABASE_URL", db.url.as_str()),
+        ("JWT_KEYS", pem.expose_secret()),
+        ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h"),
+    ];
+    let (a, b) = (Service::spawn(&vars), Service::spawn(&vars));
+    let address = email("replica-throttle");
+    a.graphql(
+        REGISTER,
+        json!({ "input": { "email": address, "password": PASSWORD } }),
+        &[],
+    )
+    .await;
+    let login = |password: &'static str| json!({ "input": { "email": address, "password": password } });
+    for (service, n) in [(&a, 1), (&b, 2), (&a, 3)] {
+        let (_, body, _) = service.graphql(LOGIN, login("wrong password!"), &[]).await;
+        assert_eq!(code(&body), "INVALID_CREDENTIALS", "attempt {n}: {body}");
+    }
+    // The fourth attempt, right password and all, waits on either replica.
+    for service in [&b, &a] {
+        let (_, body, _) = service.graphql(LOGIN, login(PASSWORD), &[]).await;
+        assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    }
+    let (_, metrics) = b.get("/metrics").await;
+    assert!(
+        metrics.contains("authgraph_throttle_hits_total{scope=\"login.account_address\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("authgraph_logins_total{outcome=\"rate_limited\"} 1"),
+        "{metrics}"
+    );
+    let refused = b
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "attempt refused: too many attempts")
+        .expect("a warning for the refusal");
+    assert_eq!(refused["level"], "WARN");
 }

@@ -1,0 +1,1 @@
+drop table throttle_counters;

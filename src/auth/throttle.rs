@@ -1,0 +1,489 @@
+//! Attempt throttling shared by every replica: counters in PostgreSQL, taken under row
+//! locks so concurrent attempts never slip past a limit together (ASVS 15.4.2), with
+//! waits that double past the limit (NIST 800-63B 5.2.2).
+//!
+//! An attempt is counted *before* the work it guards (a password check, a mail, a token
+//! lookup) and given back or cleared when that work succeeds, so an attacker cannot
+//! race the count. Login is keyed three ways:
+//! - per account and address, with a low limit: a guesser on one address stalls fast;
+//! - per account, with a limit far above what one address can reach, so a flood from
+//!   one address never slows the owner down elsewhere (ASVS 6.1.1 malicious lockout);
+//! - per address, against one address spraying many accounts.
+
+use std::{
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel_async::AsyncConnection;
+use tracing::{debug, warn};
+
+use super::{AuthError, ClientInfo, input::Email};
+use crate::{
+    config::{ThrottleConfig, ThrottleRule},
+    db::{self, DbPool, throttle::Counter},
+};
+
+/// One in this many attempts also deletes expired counters.
+const PRUNE_EVERY: u64 = 256;
+
+/// What a counter limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// Failed logins on one account from one address.
+    LoginAccountAddress,
+    /// Failed logins on one account from anywhere.
+    LoginAccount,
+    /// Failed logins from one address on any account.
+    LoginAddress,
+    /// Registrations from one address.
+    RegisterAddress,
+    /// Verification and reset mail requests from one address.
+    EmailAddress,
+    /// Verification and reset mail requests for one email address.
+    EmailRecipient,
+    /// Unusable refresh, verification or reset tokens from one address.
+    TokenAddress,
+}
+
+/// What a success does to the counters it was counted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnSuccess {
+    /// The right password ends the count: it was the owner.
+    Clear,
+    /// Only the successful attempt is given back: others behind the same address
+    /// may still be guessing.
+    Refund,
+    /// Every attempt counts, successful or not (registrations, mails).
+    Keep,
+}
+
+impl Limit {
+    /// The key prefix, also used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::LoginAccountAddress => "login.account_address",
+            Self::LoginAccount => "login.account",
+            Self::LoginAddress => "login.address",
+            Self::RegisterAddress => "register.address",
+            Self::EmailAddress => "email.address",
+            Self::EmailRecipient => "email.recipient",
+            Self::TokenAddress => "token.address",
+        }
+    }
+
+    fn on_success(self) -> OnSuccess {
+        match self {
+            Self::LoginAccountAddress | Self::LoginAccount => OnSuccess::Clear,
+            Self::LoginAddress | Self::TokenAddress => OnSuccess::Refund,
+            Self::RegisterAddress | Self::EmailAddress | Self::EmailRecipient => OnSuccess::Keep,
+        }
+    }
+
+    fn rule(self, rules: &ThrottleConfig) -> Option<ThrottleRule> {
+        match self {
+            Self::LoginAccountAddress => rules.login_account_address,
+            Self::LoginAccount => rules.login_account,
+            Self::LoginAddress => rules.login_address,
+            Self::RegisterAddress => rules.register_address,
+            Self::EmailAddress => rules.email_address,
+            Self::EmailRecipient => rules.email_recipient,
+            Self::TokenAddress => rules.token_address,
+        }
+    }
+}
+
+/// Who an attempt is counted against: an account (by email), an address, or both.
+#[derive(Clone, Debug)]
+pub enum Subject<'a> {
+    /// An email address, known or not (both count alike, so counts reveal nothing).
+    Email(&'a Email),
+    /// A client address.
+    Address(IpAddr),
+    /// An email address tried from a client address.
+    EmailFrom(&'a Email, IpAddr),
+}
+
+impl Subject<'_> {
+    fn key(&self, limit: Limit) -> String {
+        match self {
+            Self::Email(email) => format!("{}:{}", limit.name(), email_digest(email)),
+            Self::Address(ip) => format!("{}:{}", limit.name(), address(*ip)),
+            Self::EmailFrom(email, ip) => {
+                format!("{}:{}@{}", limit.name(), email_digest(email), address(*ip))
+            }
+        }
+    }
+}
+
+/// Emails are kept out of the table: their SHA-256 is the subject.
+fn email_digest(email: &Email) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, email.as_str().as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An IPv4 address as is; an IPv6 address by its /64, the block one subscriber holds,
+/// so rotating through it does not reset the count.
+pub fn address(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(prefix))
+        }
+    }
+}
+
+/// Attempt limits over the shared counters.
+#[derive(Clone)]
+pub struct Throttle {
+    db: DbPool,
+    rules: Arc<ThrottleConfig>,
+    taken: Arc<AtomicU64>,
+}
+
+/// A counted attempt. Dropping it leaves it counted (a failure); call
+/// [`Attempt::succeeded`] when the guarded work succeeded.
+#[must_use = "an attempt stays counted as a failure unless `succeeded` is called"]
+pub struct Attempt {
+    throttle: Throttle,
+    counted: Vec<(Limit, ThrottleRule, String)>,
+}
+
+impl Throttle {
+    /// Throttles with `rules` over the counters in `db`.
+    pub fn new(db: DbPool, rules: ThrottleConfig) -> Self {
+        Self {
+            db,
+            rules: Arc::new(rules),
+            taken: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// A login: per account and address, per account, per address.
+    pub async fn login(&self, email: &Email, client: &ClientInfo) -> Result<Attempt, AuthError> {
+        let mut subjects = vec![(Limit::LoginAccount, Subject::Email(email))];
+        if let Some(ip) = client.ip {
+            subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
+            subjects.push((Limit::LoginAddress, Subject::Address(ip)));
+        }
+        self.attempt(&subjects).await
+    }
+
+    /// A registration: per address.
+    pub async fn register(&self, client: &ClientInfo) -> Result<Attempt, AuthError> {
+        self.by_address(Limit::RegisterAddress, client).await
+    }
+
+    /// A verification or reset mail request: per recipient and per address.
+    pub async fn mail_request(&self, email: &Email, client: &ClientInfo) -> Result<Attempt, AuthError> {
+        let mut subjects = vec![(Limit::EmailRecipient, Subject::Email(email))];
+        if let Some(ip) = client.ip {
+            subjects.push((Limit::EmailAddress, Subject::Address(ip)));
+        }
+        self.attempt(&subjects).await
+    }
+
+    /// A refresh, verification or reset token presented: per address. Call
+    /// [`Attempt::succeeded`] when the token was good, so only bad tokens count.
+    pub async fn token(&self, client: &ClientInfo) -> Result<Attempt, AuthError> {
+        self.by_address(Limit::TokenAddress, client).await
+    }
+
+    async fn by_address(&self, limit: Limit, client: &ClientInfo) -> Result<Attempt, AuthError> {
+        match client.ip {
+            Some(ip) => self.attempt(&[(limit, Subject::Address(ip))]).await,
+            None => Ok(self.nothing_counted()),
+        }
+    }
+
+    fn nothing_counted(&self) -> Attempt {
+        Attempt {
+            throttle: self.clone(),
+            counted: Vec::new(),
+        }
+    }
+
+    /// Counts one attempt against every subject, or refuses with `RATE_LIMITED` when any
+    /// of them is waiting (then nothing is counted). Limits that are off are skipped.
+    pub async fn attempt(&self, subjects: &[(Limit, Subject<'_>)]) -> Result<Attempt, AuthError> {
+        let counted: Vec<(Limit, ThrottleRule, String)> = subjects
+            .iter()
+            .filter_map(|(limit, subject)| Some((*limit, limit.rule(&self.rules)?, subject.key(*limit))))
+            .collect();
+        if counted.is_empty() {
+            return Ok(self.nothing_counted());
+        }
+        let keys: Vec<String> = counted.iter().map(|(_, _, key)| key.clone()).collect();
+        let mut conn = self.db.get().await?;
+        let outcome = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let (rows, now) = db::throttle::lock(conn, &keys).await?;
+                let waiting = rows
+                    .iter()
+                    .filter_map(|row| Some((remaining_wait(row, now)?, limit_of(&counted, &row.key)?)))
+                    .max_by_key(|(wait, _)| *wait);
+                if let Some(refusal) = waiting {
+                    return Ok(Err(refusal));
+                }
+                let taken: Vec<Counter> = rows
+                    .iter()
+                    .filter_map(|row| {
+                        let (limit, rule, _) = counted.iter().find(|(_, _, key)| *key == row.key)?;
+                        let next = take(row, rule, now);
+                        if let Some(until) = next.locked_until {
+                            let wait = (until - now).num_seconds();
+                            warn!(
+                                limit = limit.name(),
+                                wait_s = wait,
+                                "attempt limit reached: waiting"
+                            );
+                        }
+                        Some(next)
+                    })
+                    .collect();
+                db::throttle::save(conn, &taken).await?;
+                Ok(Ok(()))
+            })
+            .await?;
+        if self.taken.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            match db::throttle::prune(&mut conn).await {
+                Ok(n) => debug!(pruned = n, "expired attempt counters deleted"),
+                Err(e) => debug!(error = %e, "pruning attempt counters failed"),
+            }
+        }
+        match outcome {
+            Ok(()) => Ok(Attempt {
+                throttle: self.clone(),
+                counted,
+            }),
+            Err((wait, limit)) => {
+                let retry_after = retry_after(wait);
+                crate::metrics::throttle_hit(limit.name());
+                warn!(
+                    limit = limit.name(),
+                    retry_after, "attempt refused: too many attempts"
+                );
+                Err(AuthError::RateLimited { retry_after })
+            }
+        }
+    }
+}
+
+impl Attempt {
+    /// The guarded work succeeded: a right password clears its account's counts, a good
+    /// token gives its attempt back. Failing to record this is logged, not returned:
+    /// the caller has already succeeded.
+    pub async fn succeeded(self) {
+        let clear: Vec<String> = self
+            .counted
+            .iter()
+            .filter(|(limit, _, _)| limit.on_success() == OnSuccess::Clear)
+            .map(|(_, _, key)| key.clone())
+            .collect();
+        let refund: Vec<(&str, i32)> = self
+            .counted
+            .iter()
+            .filter(|(limit, _, _)| limit.on_success() == OnSuccess::Refund)
+            .map(|(_, rule, key)| (key.as_str(), i32::try_from(rule.free).unwrap_or(i32::MAX)))
+            .collect();
+        if clear.is_empty() && refund.is_empty() {
+            return;
+        }
+        let result = async {
+            let mut conn = self.throttle.db.get().await.map_err(AuthError::from)?;
+            if !clear.is_empty() {
+                db::throttle::clear(&mut conn, &clear).await?;
+            }
+            for (key, free) in refund {
+                db::throttle::refund(&mut conn, key, free).await?;
+            }
+            Ok::<_, AuthError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            warn!(error = %e, "could not record a successful attempt");
+        }
+    }
+}
+
+fn limit_of(counted: &[(Limit, ThrottleRule, String)], key: &str) -> Option<Limit> {
+    counted
+        .iter()
+        .find(|(_, _, k)| k == key)
+        .map(|(limit, _, _)| *limit)
+}
+
+fn add(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// How long a counter still refuses attempts.
+fn remaining_wait(counter: &Counter, now: DateTime<Utc>) -> Option<Duration> {
+    let until = counter.locked_until.filter(|until| *until > now)?;
+    (until - now).to_std().ok()
+}
+
+/// The counter after one more attempt at `now` (it is not waiting): a new window when
+/// the old one is over, and a wait once the count reaches the limit.
+fn take(counter: &Counter, rule: &ThrottleRule, now: DateTime<Utc>) -> Counter {
+    let fresh = counter.window_ends_at <= now;
+    let attempts = if fresh {
+        1
+    } else {
+        counter.attempts.saturating_add(1)
+    };
+    let locked_until = rule
+        .wait_after(u32::try_from(attempts).unwrap_or(0))
+        .map(|wait| add(now, wait));
+    Counter {
+        key: counter.key.clone(),
+        attempts,
+        window_ends_at: if fresh {
+            add(now, rule.window)
+        } else {
+            counter.window_ends_at
+        },
+        locked_until,
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn retry_after(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(raw: &str) -> ThrottleRule {
+        ThrottleRule::parse(raw).unwrap().unwrap()
+    }
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn empty(now: DateTime<Utc>) -> Counter {
+        Counter {
+            key: "k".into(),
+            attempts: 0,
+            window_ends_at: now,
+            locked_until: None,
+        }
+    }
+
+    /// When a client retrying the moment each wait ends makes its attempts, from 0 s
+    /// up to `horizon` seconds.
+    fn attempt_times(rule: &ThrottleRule, horizon: i64) -> Vec<i64> {
+        let mut now = t(0);
+        let mut counter = empty(now);
+        let mut times = Vec::new();
+        while now < t(horizon) {
+            if let Some(wait) = remaining_wait(&counter, now) {
+                now = add(now, wait);
+                continue;
+            }
+            counter = take(&counter, rule, now);
+            times.push((now - t(0)).num_seconds());
+        }
+        times
+    }
+
+    /// The most attempts inside any interval of `span` seconds.
+    fn most_in_any(times: &[i64], span: i64) -> usize {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, start)| times[i..].iter().take_while(|t| **t < start + span).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_limit_passes_free_attempts_then_waits_grow() {
+        let r = rule("3/1h,10s..40s");
+        let mut c = empty(t(0));
+        for n in 1..=2 {
+            c = take(&c, &r, t(0));
+            assert_eq!((c.attempts, c.locked_until), (n, None));
+        }
+        c = take(&c, &r, t(0));
+        assert_eq!(c.locked_until, Some(t(10)));
+        assert_eq!(remaining_wait(&c, t(4)), Some(Duration::from_secs(6)));
+        assert_eq!(remaining_wait(&c, t(10)), None);
+        c = take(&c, &r, t(10));
+        assert_eq!(c.locked_until, Some(t(30)));
+        c = take(&c, &r, t(30));
+        assert_eq!(c.locked_until, Some(t(70)));
+        c = take(&c, &r, t(70));
+        assert_eq!(c.locked_until, Some(t(110)), "capped at 40 s");
+        // A new window starts the count over.
+        c = take(&c, &r, t(3600));
+        assert_eq!((c.attempts, c.locked_until, c.window_ends_at), (1, None, t(7200)));
+    }
+
+    #[test]
+    fn one_address_cannot_slow_down_the_account_for_its_owner() {
+        let defaults = ThrottleConfig::default();
+        let pair = defaults.login_account_address.unwrap();
+        let account = defaults.login_account.unwrap();
+        let window = i64::try_from(account.window.as_secs()).unwrap();
+        let times = attempt_times(&pair, 3 * window);
+        let most = most_in_any(&times, window);
+        // Not even two addresses flooding together reach the account's limit.
+        assert!(
+            2 * most < account.free as usize,
+            "one address makes {most} attempts per account window against a limit of {}",
+            account.free
+        );
+        // And the one address gets a handful of quick guesses, then about one an hour.
+        assert_eq!(most_in_any(&times, 60), 10);
+        assert!(most <= 45, "{most}");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after(Duration::from_secs(60)), 60);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        assert_eq!(address(a), address(b));
+        assert_eq!(address(a), "2001:db8:1:2::/64");
+        assert_eq!(address("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
+        assert_eq!(address("192.0.2.1".parse().unwrap()), "192.0.2.1");
+    }
+
+    #[test]
+    fn keys_never_hold_an_email() {
+        let email = Email::parse("Alice@Example.com", "email").unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for (limit, subject) in [
+            (Limit::LoginAccount, Subject::Email(&email)),
+            (Limit::LoginAccountAddress, Subject::EmailFrom(&email, ip)),
+        ] {
+            let key = subject.key(limit);
+            assert!(!key.to_lowercase().contains("alice"), "{key}");
+            assert!(key.starts_with(limit.name()), "{key}");
+        }
+        assert_eq!(
+            Subject::Address(ip).key(Limit::LoginAddress),
+            "login.address:192.0.2.1"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Support for the abuse tests: requests from other client addresses, and SQL counts.
+
+use std::net::SocketAddr;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::connect_info::MockConnectInfo,
+    http::{Request, StatusCode},
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::helpers::{LOGIN, TestApp, TestResponse};
+
+/// The real router over `app`'s state, as if every request came from `peer`.
+pub fn router_from(app: &TestApp, peer: &str) -> Router {
+    let peer: SocketAddr = peer.parse().unwrap();
+    authgraph::app(app.state.clone()).layer(MockConnectInfo(peer))
+}
+
+/// Sends `request` through `router`.
+pub async fn send(router: &Router, request: Request<Body>) -> TestResponse {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    TestResponse {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+/// POSTs a GraphQL operation through `router` with extra headers.
+pub async fn post_via(
+    router: &Router,
+    query: &str,
+    variables: Value,
+    headers: &[(&str, &str)],
+) -> TestResponse {
+    let mut builder = Request::post("/graphql").header("content-type", "application/json");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    send(router, builder.body(Body::from(body)).unwrap()).await
+}
+
+/// A login through `router`; answers the JSON body.
+pub async fn login_via(router: &Router, email: &str, password: &str) -> Value {
+    let response = post_via(
+        router,
+        LOGIN,
+        json!({ "input": { "email": email, "password": password } }),
+        &[],
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    response.body
+}
+
+/// The single bigint a query answers, e.g. `select count(*) as n from users`.
+pub async fn count(app: &TestApp, query: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+    diesel::sql_query(query)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
+
+/// Accounts in the database.
+pub async fn users(app: &TestApp) -> i64 {
+    count(app, "select count(*) as n from users").await
+}
+
+/// Sessions in the database (one per successful register or login).
+pub async fn sessions(app: &TestApp) -> i64 {
+    count(app, "select count(*) as n from sessions").await
+}
+
+/// The codes of every error of a response, in order.
+pub fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How many errors of a response have `code`.
+pub fn count_code(body: &Value, code: &str) -> usize {
+    codes(body).iter().filter(|c| *c == code).count()
+}
