@@ -57,7 +57,6 @@ pub struct ClientInfo {
 }
 
 /// A freshly issued token pair with its session and user.
-#[derive(Debug)]
 pub struct Issued {
     /// The signed-in user.
     pub user: User,
@@ -71,6 +70,16 @@ pub struct Issued {
     pub expires_in: u64,
     /// Seconds until the refresh token expires.
     pub refresh_expires_in: i64,
+}
+
+// Tokens stay out of Debug output: a stray `?issued` in a log line must not log anyone in.
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("user", &self.user)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The authenticated caller of a request.

@@ -87,10 +87,10 @@ impl Auth {
     #[instrument(skip_all, fields(user.id))]
     pub async fn verify_email(&self, token: &str, client: &ClientInfo) -> Result<bool, AuthError> {
         let token = presented(token)?;
-        let attempt = self.throttle.token(client).await?;
-        let mut conn = self.conn().await?;
-        let user_id = conn
-            .transaction::<_, AuthError, _>(async |conn| {
+        let check = self.throttle.token(client).await?;
+        let outcome = async {
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, AuthError, _>(async |conn| {
                 let (user_id, email) = db::email_tokens::consume(conn, &token.hash().0, Purpose::VerifyEmail)
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
@@ -100,8 +100,11 @@ impl Auth {
                 }
                 Ok(user_id)
             })
-            .await?;
-        attempt.succeeded().await;
+            .await
+        }
+        .await;
+        check.settle(&outcome).await;
+        let user_id = outcome?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!("email verified");
         Ok(true)
@@ -161,21 +164,21 @@ impl Auth {
     ) -> Result<bool, AuthError> {
         let token = presented(token)?;
         let password = Password::new_password(new_password, "newPassword")?;
-        let attempt = self.throttle.token(client).await?;
-        let hash = token.hash();
-        // A cheap look first, so a wrong token costs no password hash; the token is used
-        // up atomically below, where a concurrent reset with it loses.
-        {
-            let mut conn = self.conn().await?;
-            if !db::email_tokens::is_live(&mut conn, &hash.0, Purpose::ResetPassword).await? {
-                return Err(AuthError::InvalidToken);
+        let check = self.throttle.token(client).await?;
+        let outcome = async {
+            let hash = token.hash();
+            // A cheap look first, so a wrong token costs no password hash; the token is used
+            // up atomically below, where a concurrent reset with it loses.
+            {
+                let mut conn = self.conn().await?;
+                if !db::email_tokens::is_live(&mut conn, &hash.0, Purpose::ResetPassword).await? {
+                    return Err(AuthError::InvalidToken);
+                }
             }
-        }
-        // Hash before taking a connection: a connection is never held across argon2.
-        let password_hash = self.passwords.hash(password).await?;
-        let mut conn = self.conn().await?;
-        let (user_id, revoked) = conn
-            .transaction::<_, AuthError, _>(async |conn| {
+            // Hash before taking a connection: a connection is never held across argon2.
+            let password_hash = self.passwords.hash(password).await?;
+            let mut conn = self.conn().await?;
+            conn.transaction::<_, AuthError, _>(async |conn| {
                 let (user_id, email) = db::email_tokens::consume(conn, &hash.0, Purpose::ResetPassword)
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
@@ -186,8 +189,11 @@ impl Auth {
                 let revoked = db::sessions::revoke_all_for_user(conn, user_id, "password_reset").await?;
                 Ok((user_id, revoked))
             })
-            .await?;
-        attempt.succeeded().await;
+            .await
+        }
+        .await;
+        check.settle(&outcome).await;
+        let (user_id, revoked) = outcome?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!(sessions.revoked = revoked, "password reset");
         Ok(true)

@@ -34,8 +34,15 @@ impl Auth {
         let presented = presented
             .map(PlainToken::presented)
             .ok_or(AuthError::InvalidToken)?;
-        // Every unusable token counts against the address; a good one is given back.
-        let attempt = self.throttle.token(client).await?;
+        // Unusable tokens count against the address; good ones cost one read.
+        let check = self.throttle.token(client).await?;
+        let outcome = self.exchange(&presented).await;
+        check.settle(&outcome).await;
+        outcome
+    }
+
+    /// The body of [`Auth::refresh`], once the address may try.
+    async fn exchange(&self, presented: &PlainToken) -> Result<Issued, AuthError> {
         let hash = presented.hash();
         let mut conn = self.conn().await?;
         let outcome = conn
@@ -56,7 +63,7 @@ impl Auth {
                         return Err(AuthError::InvalidToken);
                     }
                     return self
-                        .rotate(conn, &presented, &session, user, now)
+                        .rotate(conn, presented, &session, user, now)
                         .await
                         .map(Refreshed::Issued);
                 };
@@ -66,7 +73,7 @@ impl Auth {
                 let successor = token
                     .successor_sealed
                     .as_deref()
-                    .and_then(|s| open_successor(&presented, s));
+                    .and_then(|s| open_successor(presented, s));
                 match successor {
                     Some(successor) if in_grace => Ok(Refreshed::Issued(Issued {
                         user,
@@ -88,7 +95,6 @@ impl Auth {
             .await?;
         match outcome {
             Refreshed::Issued(issued) => {
-                attempt.succeeded().await;
                 let span = tracing::Span::current();
                 span.record("session.id", tracing::field::display(issued.session_id));
                 span.record("user.id", tracing::field::display(issued.user.id));

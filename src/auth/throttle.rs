@@ -189,10 +189,39 @@ impl Throttle {
         self.attempt(&subjects).await
     }
 
-    /// A refresh, verification or reset token presented: per address. Call
-    /// [`Attempt::succeeded`] when the token was good, so only bad tokens count.
-    pub async fn token(&self, client: &ClientInfo) -> Result<Attempt, AuthError> {
-        self.by_address(Limit::TokenAddress, client).await
+    /// A refresh, verification or reset token presented: refused while the address is
+    /// waiting, but only *counted* once the token proved unusable ([`TokenCheck::settle`]).
+    /// The check is a plain read with no lock and no write: good tokens, which are nearly
+    /// all of them, never queue behind one another on a counter row (every client behind
+    /// one NAT shares it), and never pay a commit. The price is that guesses already in
+    /// flight when the limit is reached still run; against 256-bit tokens that is nothing.
+    pub async fn token(&self, client: &ClientInfo) -> Result<TokenCheck, AuthError> {
+        let ip = match (self.rules.token_address, client.ip) {
+            (Some(_), Some(ip)) => ip,
+            _ => {
+                return Ok(TokenCheck {
+                    throttle: self.clone(),
+                    ip: None,
+                });
+            }
+        };
+        let key = Subject::Address(ip).key(Limit::TokenAddress);
+        let mut conn = self.db.get().await?;
+        if let Some(until) = db::throttle::locked_until(&mut conn, &key).await? {
+            let now = Utc::now();
+            if until > now {
+                let retry_after = retry_after((until - now).to_std().unwrap_or_default());
+                warn!(
+                    limit = Limit::TokenAddress.name(),
+                    retry_after, "attempt refused: too many attempts"
+                );
+                return Err(AuthError::RateLimited { retry_after });
+            }
+        }
+        Ok(TokenCheck {
+            throttle: self.clone(),
+            ip: Some(ip),
+        })
     }
 
     async fn by_address(&self, limit: Limit, client: &ClientInfo) -> Result<Attempt, AuthError> {
@@ -271,6 +300,29 @@ impl Throttle {
                 );
                 Err(AuthError::RateLimited { retry_after })
             }
+        }
+    }
+}
+
+/// A token attempt that was allowed and is not counted yet.
+#[must_use = "call `settle` with the outcome so unusable tokens are counted"]
+pub struct TokenCheck {
+    throttle: Throttle,
+    ip: Option<IpAddr>,
+}
+
+impl TokenCheck {
+    /// Counts the attempt when the token was unusable. A refusal at this point changes
+    /// nothing: the attempt already failed; it only starts the wait for the next one.
+    pub async fn settle<T>(self, outcome: &Result<T, AuthError>) {
+        let Some(ip) = self.ip else { return };
+        if matches!(outcome, Err(AuthError::InvalidToken | AuthError::TokenReused)) {
+            let counted = self
+                .throttle
+                .attempt(&[(Limit::TokenAddress, Subject::Address(ip))])
+                .await;
+            // The counted attempt is dropped as a failure, which is what it is.
+            drop(counted);
         }
     }
 }

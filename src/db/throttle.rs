@@ -55,6 +55,17 @@ pub async fn lock(
     Ok((rows.into_iter().map(|(counter, _)| counter).collect(), now))
 }
 
+/// When a counter stops refusing attempts, if it is waiting (a plain read: no lock).
+pub async fn locked_until(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<Option<DateTime<Utc>>> {
+    throttle_counters::table
+        .find(key)
+        .select(throttle_counters::locked_until)
+        .first::<Option<DateTime<Utc>>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
 /// Writes counters back (inside the transaction that locked them).
 pub async fn save(conn: &mut AsyncPgConnection, counters: &[Counter]) -> QueryResult<()> {
     if counters.is_empty() {
