@@ -150,7 +150,10 @@ impl Auth {
     }
 
     async fn conn(&self) -> Result<DbConn<'_>, AuthError> {
-        Ok(self.db.get().await?)
+        let started = std::time::Instant::now();
+        let conn = self.db.get().await;
+        crate::metrics::db_pool_wait(started.elapsed());
+        Ok(conn?)
     }
 
     /// Creates an account and signs it in.
@@ -199,6 +202,19 @@ impl Auth {
     /// alike, at the same cost.
     #[instrument(skip_all, fields(user.id))]
     pub async fn login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
+        let result = self.try_login(email, password, client).await;
+        crate::metrics::login(match &result {
+            Ok(_) => "success",
+            Err(AuthError::InvalidCredentials) => "invalid_credentials",
+            Err(AuthError::InvalidInput { .. }) => "invalid_input",
+            Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(AuthError::Unavailable) => "unavailable",
+            Err(_) => "error",
+        });
+        result
+    }
+
+    async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
         // Counted before the check, so no alias, batch or race gets more checks.

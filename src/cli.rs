@@ -1,11 +1,13 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
-//! `keygen` and `user set-role`.
+//! `keygen` and `user set-role`, and the service's life cycle (background database
+//! preparation in development, graceful shutdown).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     auth::jwt::{KeyAlgorithm, SigningKey, write_private},
@@ -20,19 +22,61 @@ use crate::{
 const MAIL_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 const ENV_HELP: &str = "\
-Configuration comes from the environment (and a .env file in development):
-  DATABASE_URL        postgres://postgres@127.0.0.1:5432/authgraph
-  LISTEN_ADDR         127.0.0.1:8080
-  APP_ENV             development | production
-  JWT_KEYS            PKCS#8 PEM keys or comma-separated key files, newest first
+Configuration comes from environment variables (and a .env file when APP_ENV is not
+production). The main ones:
+  DATABASE_URL          postgres://postgres@127.0.0.1:5432/authgraph
+  DATABASE_POOL_SIZE    10 connections per process
+  DATABASE_TIMEOUT      1s: longest wait for a connection before SERVICE_UNAVAILABLE
+  LISTEN_ADDR           127.0.0.1:8080
+  APP_ENV               development | production
+  JWT_KEYS              PKCS#8 PEM keys, or comma-separated key files, newest first
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
-  PUBLIC_URL, SMTP_URL, EMAIL_FROM, LOG_FORMAT, RUST_LOG, CORS_ALLOWED_ORIGINS
-  TRUSTED_PROXIES, HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...
+  PUBLIC_URL, SMTP_URL, EMAIL_FROM, CORS_ALLOWED_ORIGINS
+  TRUSTED_PROXIES       load balancers whose X-Forwarded-For names the client
+  HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...  (abuse limits)
   MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
   MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
+  LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)
+  SHUTDOWN_TIMEOUT      30s: how long SIGTERM waits for in-flight requests
 See README.md for every variable and its default.";
 
+const SERVE_HELP: &str = "\
+Reads every variable that `authgraph --help` lists (DATABASE_URL, LISTEN_ADDR, APP_ENV,
+JWT_KEYS, LOG_FORMAT, SHUTDOWN_TIMEOUT, ...; README.md has them all). Routes: /graphql,
+/graphiql (development), /healthz, /readyz, /metrics, /.well-known/jwks.json.
+
+In development (APP_ENV unset or development) it also creates and migrates the database
+named by DATABASE_URL, in the background: the service starts even while PostgreSQL is
+down, /readyz answers 503 until the database is ready, and GraphQL requests answer
+SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
+In production it never touches the schema: run `authgraph migrate` first.
+
+It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables).
+
+SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
+most SHUTDOWN_TIMEOUT while the mail worker finishes its delivery in flight (or releases
+the mail for another replica), then closes the database pool and exits 0.";
+
+const MIGRATE_HELP: &str = "\
+Reads DATABASE_URL (and APP_ENV: in development the database is created when missing),
+LOG_FORMAT and RUST_LOG. Safe to run from several replicas at once, and on every deploy:
+applied migrations are skipped.";
+
+const KEYGEN_HELP: &str = "\
+Reads no environment variable. The printed or written PEM is secret: keep it out of logs
+and version control. For rotating keys across replicas, see README.md (\"Production\").
+
+Examples:
+  authgraph keygen > key.pem
+  authgraph keygen --alg EdDSA --add-to /etc/authgraph/keys.pem";
+
+const USER_HELP: &str = "\
+Reads DATABASE_URL, DATABASE_POOL_SIZE and DATABASE_TIMEOUT, and loads the signing keys
+like `serve` (JWT_KEYS, or DATA_DIR in development).";
+
 /// authgraph: a self-hosted authentication service with a GraphQL API.
+///
+/// Runs the service (the default command) or one of the operator commands below.
 #[derive(Parser)]
 #[command(name = "authgraph", version, after_help = ENV_HELP)]
 struct Cli {
@@ -43,23 +87,29 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API on LISTEN_ADDR (the default command), with the mail worker delivering
-    /// the outbox to SMTP_URL. In development, creates and migrates the database first and
-    /// generates a signing key under DATA_DIR.
+    /// the outbox to SMTP_URL.
+    #[command(after_help = SERVE_HELP)]
     Serve,
-    /// Apply pending migrations to DATABASE_URL (creating the database in development).
+    /// Apply pending database migrations to DATABASE_URL, then exit.
+    #[command(after_help = MIGRATE_HELP)]
     Migrate,
-    /// Print the federation SDL of the schema (what schema.graphql holds).
+    /// Print the federation SDL of the schema (what schema.graphql holds) and exit.
+    ///
+    /// Reads no environment variable and needs no database.
     PrintSchema,
     /// Generate a signing key as PKCS#8 PEM: printed, or added in front of a key file.
+    #[command(after_help = KEYGEN_HELP)]
     Keygen {
         /// ES256 (P-256, the default: every gateway verifies it) or EdDSA (Ed25519).
         #[arg(long, default_value = "ES256")]
         alg: String,
-        /// Prepend the key to this file (created with mode 0600), making it the signing key.
-        #[arg(long)]
+        /// Prepend the key to this file (created with mode 0600), making it the file's
+        /// signing key; the keys already there keep verifying.
+        #[arg(long, value_name = "FILE")]
         add_to: Option<PathBuf>,
     },
-    /// Manage users (reads DATABASE_URL).
+    /// Manage users directly in the database.
+    #[command(after_help = USER_HELP)]
     User {
         #[command(subcommand)]
         command: UserCommand,
@@ -69,6 +119,9 @@ enum Command {
 #[derive(Subcommand)]
 enum UserCommand {
     /// Set a user's role: `authgraph user set-role alice@example.com ADMIN`.
+    ///
+    /// Takes effect on the user's next request (roles are read fresh), though access
+    /// tokens already issued carry the old `role` claim until they expire.
     SetRole {
         /// The user's email address.
         email: String,
@@ -134,28 +187,97 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
-    if config.is_development() {
-        prepare_database(&config)
-            .await
-            .context("preparing the development database (is PostgreSQL running at DATABASE_URL?)")?;
-    }
+    let shutdown_timeout = config.shutdown_timeout;
     let addr = config.listen_addr;
     let state = AppState::new(config)?;
+    if state.config.is_development() {
+        // In the background, so the service starts (not ready) while PostgreSQL is down.
+        state.readiness.set_preparing(true);
+        tokio::spawn(prepare_until_done(state.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
-    let served = axum::serve(
+
+    let stop = CancellationToken::new();
+    let readiness = state.readiness.clone();
+    let signalled = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        readiness.set_draining();
+        signalled.cancel();
+    });
+    // The mail worker stops alongside the HTTP drain, not after it, so the two together
+    // stay within SHUTDOWN_TIMEOUT. Mail queued by the last requests stays in the outbox
+    // for another replica (or the next start).
+    let mail_grace = MAIL_SHUTDOWN_GRACE.min(shutdown_timeout);
+    let mail_stopped = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            mail_worker.shutdown(mail_grace).await;
+        }
+    });
+    let server = axum::serve(
         listener,
-        crate::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving");
-    // After the last request: mail it queued stays in the outbox for the next start.
-    mail_worker.shutdown(MAIL_SHUTDOWN_GRACE).await;
+    .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    let served = tokio::select! {
+        served = server.into_future() => served.context("serving"),
+        () = deadline => {
+            tracing::warn!(
+                timeout_secs = shutdown_timeout.as_secs(),
+                "SHUTDOWN_TIMEOUT passed with requests in flight: dropping them"
+            );
+            Ok(())
+        }
+    };
+    stop.cancel();
+    if let Err(e) = mail_stopped.await {
+        tracing::error!(error = %e, "stopping the mail worker failed");
+    }
+    // The router's and the worker's clones are gone; this is the last one, so dropping
+    // it closes every pooled database connection.
+    drop(state);
+    tracing::info!("shutdown complete");
     served
+}
+
+/// Creates and migrates the development database, retrying until PostgreSQL answers,
+/// then marks the service ready.
+async fn prepare_until_done(state: AppState) {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        // Bounded: an attempt against a host that swallows packets must not wait on TCP
+        // for minutes before the next try.
+        let attempt = tokio::time::timeout(Duration::from_secs(30), prepare_database(&state.config));
+        match attempt
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
+        {
+            Ok(()) => {
+                state.readiness.set_preparing(false);
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "preparing the development database failed (is PostgreSQL running at DATABASE_URL?)"
+                );
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -171,7 +293,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }
 
 fn keygen(alg: &str, add_to: Option<PathBuf>) -> anyhow::Result<()> {

@@ -154,6 +154,8 @@ pub struct Config {
     pub body_limit: usize,
     /// `REQUEST_TIMEOUT`: longest a request may run.
     pub request_timeout: Duration,
+    /// `SHUTDOWN_TIMEOUT`: after SIGTERM or Ctrl-C, how long in-flight requests may still run.
+    pub shutdown_timeout: Duration,
     /// `PASSWORD_HASH_CONCURRENCY`: password hashes run at once (default: the number of cores).
     pub password_hash_concurrency: usize,
     /// `GRAPHQL_MAX_DEPTH`, `GRAPHQL_MAX_COMPLEXITY`, `GRAPHQL_MAX_ALIASES`, ... and the
@@ -253,7 +255,9 @@ impl Config {
                 get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/authgraph".into()),
             ),
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", 10)?,
-            database_timeout: duration(&get, "DATABASE_TIMEOUT", "2s")?,
+            // Below 2 s, so a request needing a database that is down answers
+            // SERVICE_UNAVAILABLE within 2 s, checkout and all.
+            database_timeout: duration(&get, "DATABASE_TIMEOUT", "1s")?,
             listen_addr: parse(&get, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             public_url: public_url.trim_end_matches('/').to_owned(),
             smtp_url: SecretString::from(get("SMTP_URL").unwrap_or_else(|| "smtp://127.0.0.1:1025".into())),
@@ -288,6 +292,7 @@ impl Config {
             graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
             request_timeout: duration(&get, "REQUEST_TIMEOUT", "30s")?,
+            shutdown_timeout: duration(&get, "SHUTDOWN_TIMEOUT", "30s")?,
             password_hash_concurrency: parse(&get, "PASSWORD_HASH_CONCURRENCY", cores)?,
             graphql: GraphqlLimits {
                 max_depth: parse(&get, "GRAPHQL_MAX_DEPTH", 10)?,
@@ -322,6 +327,7 @@ impl Config {
             ("SESSION_MAX_LIFETIME", self.session_max_lifetime),
             ("DATABASE_TIMEOUT", self.database_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout),
             ("MAIL_POLL_INTERVAL", self.mail.poll_interval),
             ("MAIL_RETRY_BASE", self.mail.retry_base),
             ("MAIL_BREAKER_OPEN", self.mail.breaker_open),
@@ -413,6 +419,8 @@ mod tests {
         assert!(c.graphiql && c.graphql.introspection);
         assert_eq!(c.log_format, LogFormat::Pretty);
         assert_eq!(c.refresh_cookie_path, "/graphql");
+        assert_eq!(c.database_timeout, Duration::from_secs(1));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(c.mail.max_attempts, 10);
         assert_eq!(c.mail.breaker_failures, 3);
         assert_eq!(c.mail.breaker_open, Duration::from_secs(60));
@@ -469,6 +477,9 @@ mod tests {
             ("THROTTLE_REGISTER_ADDRESS", "0/1h"),
             ("REFRESH_COOKIE_SAMESITE", "sometimes"),
             ("PUBLIC_URL", "example.com"),
+            ("SHUTDOWN_TIMEOUT", "0"),
+            ("SHUTDOWN_TIMEOUT", "a while"),
+            ("DATABASE_TIMEOUT", "0s"),
             ("EMAIL_FROM", "not an address"),
             ("SMTP_URL", "http://mail.example.com"),
             ("MAIL_MAX_ATTEMPTS", "0"),

@@ -17,7 +17,7 @@ use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl,
     async_connection_wrapper::AsyncConnectionWrapper,
-    pooled_connection::{AsyncDieselConnectionManager, bb8},
+    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, bb8},
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -32,15 +32,70 @@ pub type DbConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
 
 /// Builds the pool without connecting, so the service starts (and reports not ready)
 /// while the database is down, and recovers on its own when it comes back.
+///
+/// `timeout` bounds both a checkout (waiting for a free connection, including the
+/// `select 1` that checks an idle one before use: a connection left broken by a
+/// database restart fails it and is replaced, instead of failing the request) and the
+/// opening of a new connection, which otherwise waits on TCP for minutes when the
+/// database host does not answer at all.
 pub fn pool(url: &str, max_size: u32, timeout: Duration) -> DbPool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, AsyncPgConnection::establish(&url)).await {
+                Ok(result) => result,
+                Err(_) => Err(diesel::ConnectionError::BadConnection(
+                    "timed out opening a database connection".to_owned(),
+                )),
+            }
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(max_size)
         .connection_timeout(timeout)
+        .test_on_check_out(true)
+        .error_sink(Box::new(ConnectErrors))
         // Connections broken by a database restart are dropped when they fail; the
         // reaper bounds how long an idle one lingers.
         .idle_timeout(Some(Duration::from_secs(300)))
         .build_unchecked(manager)
+}
+
+/// Counts the pool's background connection failures; logged at debug only, since an
+/// outage produces one every few hundred milliseconds (readiness and the request
+/// errors already say the database is down).
+#[derive(Debug, Clone, Copy)]
+struct ConnectErrors;
+
+impl ::bb8::ErrorSink<PoolError> for ConnectErrors {
+    fn sink(&self, error: PoolError) {
+        crate::metrics::db_connect_error();
+        tracing::debug!(error = %error, "database connection failed");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ::bb8::ErrorSink<PoolError>> {
+        Box::new(*self)
+    }
+}
+
+/// The pool's counters, for `/metrics`.
+pub fn pool_sample(pool: &DbPool) -> crate::metrics::PoolSample {
+    let state = pool.state();
+    let s = &state.statistics;
+    crate::metrics::PoolSample {
+        connections: state.connections,
+        idle: state.idle_connections,
+        max: pool.config().max_size,
+        gets_direct: s.get_direct,
+        gets_waited: s.get_waited,
+        gets_timed_out: s.get_timed_out,
+        closed_broken: s.connections_closed_broken,
+        closed_invalid: s.connections_closed_invalid,
+        closed_idle_timeout: s.connections_closed_idle_timeout,
+        closed_max_lifetime: s.connections_closed_max_lifetime,
+    }
 }
 
 /// Answers whether the database takes a trivial query.

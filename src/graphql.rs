@@ -5,6 +5,7 @@ pub mod error;
 pub mod guards;
 pub mod limits;
 pub mod loader;
+pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod telemetry;
@@ -22,7 +23,9 @@ fn builder(
 ) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .enable_federation()
-        // First, so it is outermost and logs the codes `ErrorCodes` settled on.
+        // These two first, so they are outermost and count and log the codes
+        // `ErrorCodes` settled on: metrics, and one log line per operation.
+        .extension(metrics::OperationMetrics)
         .extension(telemetry::Telemetry)
         .extension(error::ErrorCodes)
         .extension(limits::DocumentLimits {

@@ -12,8 +12,9 @@ use async_graphql::{http::GraphiQLSource, parser::types::OperationType};
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    middleware,
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -22,7 +23,7 @@ use serde_json::json;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 
 use crate::{
@@ -46,13 +47,15 @@ struct Http {
 /// The whole HTTP application. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so client addresses are known.
 pub fn router(state: AppState) -> Router {
+    crate::metrics::install();
     let schema = graphql::build_schema(state.clone());
     let graphiql = state.config.graphiql;
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
     if graphiql {
         let page = Html(graphiql_page(state.config.graphiql_cdn_url.as_deref()));
         router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
@@ -60,6 +63,9 @@ pub fn router(state: AppState) -> Router {
     let x_request_id = header::HeaderName::from_static(X_REQUEST_ID);
     let config = state.config.clone();
     let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
+    // Layers run outside-in from the last one added: the request id is checked, then
+    // set, then the span opens, metrics, CORS, client address, rate limit, panics, and
+    // the handler runs innermost.
     let mut router = router
         .fallback(not_found)
         .with_state(Http { state, schema })
@@ -82,17 +88,68 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(cors);
     }
     router
+        // Outside the limit and CORS, so 429s and preflights are counted too.
+        .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req
-                .headers()
-                .get(X_REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            // The path only: a GET query string carries the GraphQL document and variables.
-            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                // A 5xx is logged where it is handled (an internal error once in
+                // `graphql::error`, a database outage as readiness changes), not again per
+                // response: an outage must not flood the log with every probe.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(X_REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    // The path only: a GET query string carries the GraphQL document and variables.
+                    // (`operation.name` and `user.id` are on the `graphql` span inside it.)
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                }),
+        )
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
+}
+
+/// Longest client-supplied request id kept; a longer one is replaced.
+const REQUEST_ID_MAX: usize = 128;
+
+/// Keeps a client's `X-Request-Id` only when it is short and plain (letters, digits,
+/// `-`, `_`, `.`, `:`), so an id cannot inject fake log lines, bloat every log line, or
+/// smuggle markup into the echoed header; otherwise a fresh UUID replaces it.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= REQUEST_ID_MAX
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+    };
+    let headers = request.headers_mut();
+    let ids: Vec<&HeaderValue> = headers.get_all(X_REQUEST_ID).iter().collect();
+    if !(ids.len() == 1 && usable(ids[0])) {
+        headers.remove(X_REQUEST_ID);
+    }
+    request
+}
+
+/// Counts each request by its route template (never the raw path, which a client can
+/// make unique on every request) and final status, panics included.
+async fn record_metrics(request: Request, next: middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let method = match method {
+        Method::GET | Method::POST | Method::HEAD | Method::OPTIONS => method.as_str(),
+        _ => "other",
+    };
+    crate::metrics::http_request(method, &route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Which body format the client accepts.
@@ -460,24 +517,45 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(http): State<Http>) -> Response {
-    let ready = tokio::time::timeout(Duration::from_secs(2), crate::db::ping(http.state.auth.db()))
+    let answered = tokio::time::timeout(Duration::from_secs(2), crate::db::ping(http.state.auth.db()))
         .await
         .unwrap_or(false);
-    if ready {
-        (
+    crate::metrics::db_up(answered);
+    http.state.readiness.database_answered(answered);
+    let status = if !answered {
+        "database unavailable"
+    } else if let Some(reason) = http.state.readiness.not_ready() {
+        reason
+    } else {
+        return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, JSON)],
             r#"{"status":"ready"}"#,
         )
-            .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, JSON)],
-            r#"{"status":"database unavailable"}"#,
-        )
-            .into_response()
-    }
+            .into_response();
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, JSON)],
+        json!({ "status": status }).to_string(),
+    )
+        .into_response()
+}
+
+/// Prometheus text format. Resource gauges (pool, hash queue) are sampled now.
+async fn metrics(State(http): State<Http>) -> Response {
+    let auth = &http.state.auth;
+    crate::metrics::db_pool(&crate::db::pool_sample(auth.db()));
+    crate::metrics::password_hash_queue(auth.passwords().queue_depth());
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {

@@ -8,7 +8,7 @@
 //!   through a circuit breaker), below auth and above storage;
 //! - storage: [`db`] (pool, migrations, queries per table).
 //!
-//! [`config`] and [`telemetry`] sit beside them; [`state`] wires them together.
+//! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
 
 pub mod auth;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod db;
 pub mod graphql;
 pub mod http;
 pub mod mail;
+pub mod metrics;
 pub mod request;
 pub mod state;
 pub mod telemetry;

@@ -47,7 +47,14 @@ impl RequestContext {
     /// The authenticated caller, checked once per request however many fields ask.
     pub async fn viewer(&self, auth: &Auth) -> Result<&Viewer, AuthError> {
         self.viewer
-            .get_or_try_init(|| auth.authenticate(self.authorization.as_ref().map(|s| s.expose_secret())))
+            .get_or_try_init(|| async {
+                let viewer = auth
+                    .authenticate(self.authorization.as_ref().map(|s| s.expose_secret()))
+                    .await?;
+                // Every later log line of this request names its user.
+                tracing::Span::current().record("user.id", tracing::field::display(viewer.user.id));
+                Ok(viewer)
+            })
             .await
     }
 }

@@ -1,6 +1,9 @@
 //! `AppState`: everything a request needs, built once at start-up and cheap to clone.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -19,6 +22,51 @@ pub struct AppState {
     pub auth: Auth,
     /// The configuration the process started with.
     pub config: Arc<Config>,
+    /// What, besides the database answering, keeps this process from taking traffic.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Reasons `/readyz` answers 503 although the database answers: the schema is not
+/// migrated yet (development start-up), or the process is shutting down.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    preparing: AtomicBool,
+    draining: AtomicBool,
+    /// The database failed the last check (so a change is logged once, not per probe).
+    database_down: AtomicBool,
+}
+
+impl Readiness {
+    /// Marks the database as still being created or migrated (or done, with `false`).
+    pub fn set_preparing(&self, preparing: bool) {
+        self.preparing.store(preparing, Ordering::Relaxed);
+    }
+
+    /// Marks the process as shutting down: load balancers should stop sending to it.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a readiness check's database answer, logging only changes.
+    pub fn database_answered(&self, answered: bool) {
+        let was_down = self.database_down.swap(!answered, Ordering::Relaxed);
+        match (was_down, answered) {
+            (false, false) => tracing::warn!("database unreachable: not ready"),
+            (true, true) => tracing::info!("database reachable again: ready"),
+            _ => {}
+        }
+    }
+
+    /// Why this process should not take traffic, if it should not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Some("shutting down")
+        } else if self.preparing.load(Ordering::Relaxed) {
+            Some("preparing the database")
+        } else {
+            None
+        }
+    }
 }
 
 impl AppState {
@@ -53,6 +101,7 @@ impl AppState {
                 .with_mail(Composer::new(&config.public_url, &config.email_from))
                 .with_throttle(config.throttle.clone()),
             config: Arc::new(config),
+            readiness: Arc::default(),
         })
     }
 }

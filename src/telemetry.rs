@@ -1,12 +1,27 @@
 //! Logging: pretty lines in development, one JSON object per line in production,
 //! filtered by `RUST_LOG` (default `info`).
+//!
+//! A JSON line carries `timestamp` (RFC 3339, UTC), `level`, `message`, `target`, then
+//! the fields of every enclosing span from the outermost in (so `request_id`,
+//! `operation.name` and `user.id` of the request span appear on each line of that
+//! request), then the event's own fields. Flat keys, so `jq 'select(.["user.id"]==...)'`
+//! and log indexers need no knowledge of span nesting.
 
-use tracing::{Level, Metadata};
+use std::io::Write;
+
+use serde_json::{Map, Value};
+use tracing::{
+    Event, Level, Metadata, Subscriber,
+    field::{Field, Visit},
+    span::{Attributes, Id, Record},
+};
 use tracing_subscriber::{
     EnvFilter,
     filter::{FilterFn, filter_fn},
-    fmt,
+    fmt::{self, MakeWriter},
+    layer::Context,
     prelude::*,
+    registry::LookupSpan,
 };
 
 use crate::config::LogFormat;
@@ -46,15 +61,7 @@ pub fn init(format: LogFormat) {
         .with(secrets_guard())
         .with(filter());
     let result = match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init(),
+        LogFormat::Json => registry.with(JsonLines::new(std::io::stdout)).try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
     };
     // Already installed (a second init in one process) is fine.
@@ -70,9 +77,165 @@ pub fn init_for_tests() {
         .try_init();
 }
 
+/// A layer writing each event as one flat JSON object per line.
+pub struct JsonLines<W> {
+    writer: W,
+}
+
+impl<W> JsonLines<W> {
+    /// Writes to what `writer` makes (stdout in the service, a buffer in tests).
+    pub fn new(writer: W) -> Self {
+        Self { writer }
+    }
+}
+
+/// Fields recorded on a span so far.
+struct SpanFields(Map<String, Value>);
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // The whole chain, as `{:#}` on anyhow would print it.
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(err) = source {
+            text.push_str(": ");
+            text.push_str(&err.to_string());
+            source = err.source();
+        }
+        self.0.insert(field.name().to_owned(), Value::from(text));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+    }
+}
+
+impl<S, W> tracing_subscriber::Layer<S> for JsonLines<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Map::new();
+        attrs.record(&mut JsonVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(fields) = span.extensions_mut().get_mut::<SpanFields>()
+        {
+            values.record(&mut JsonVisitor(&mut fields.0));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = Map::new();
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope.from_root() {
+                if let Some(own) = span.extensions().get::<SpanFields>() {
+                    fields.extend(own.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+        }
+        let mut own = Map::new();
+        event.record(&mut JsonVisitor(&mut own));
+        let message = own.remove("message").unwrap_or(Value::from(""));
+        fields.extend(own);
+
+        let meta = event.metadata();
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        // The fixed keys first, so a person reading raw lines sees them at once.
+        let mut line = format!(
+            "{{\"timestamp\":{},\"level\":{},\"message\":{},\"target\":{}",
+            Value::from(timestamp),
+            Value::from(meta.level().as_str()),
+            message,
+            Value::from(meta.target()),
+        );
+        for (key, value) in fields {
+            if matches!(key.as_str(), "timestamp" | "level" | "message" | "target") {
+                continue;
+            }
+            line.push(',');
+            line.push_str(&Value::from(key).to_string());
+            line.push(':');
+            line.push_str(&value.to_string());
+        }
+        line.push_str("}\n");
+        // One write per line, so lines of concurrent requests never interleave.
+        let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn json_lines_are_flat_objects_with_span_fields() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(buffer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "abc-1", user.id = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("user.id", "u-42");
+            let inner = tracing::info_span!("login", attempt = 2);
+            let _inner = inner.enter();
+            tracing::warn!(session.id = "s-7", "quote \" and\nnewline");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let line: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["message"], "quote \" and\nnewline");
+        assert_eq!(line["request_id"], "abc-1");
+        assert_eq!(line["user.id"], "u-42");
+        assert_eq!(line["attempt"], 2);
+        assert_eq!(line["session.id"], "s-7");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
 
     #[test]
     fn verbose_logs_of_leaky_libraries_never_pass() {

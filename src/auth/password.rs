@@ -60,9 +60,11 @@ impl PasswordHasher {
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: Password) -> Result<String, AuthError> {
-        self.run(move |params, buffer| hash_with(params, password.expose(), buffer))
-            .await?
-            .map_err(AuthError::Internal)
+        self.run("hash", move |params, buffer| {
+            hash_with(params, password.expose(), buffer)
+        })
+        .await?
+        .map_err(AuthError::Internal)
     }
 
     /// Checks a password against a stored PHC string, or against the dummy hash when
@@ -70,7 +72,7 @@ impl PasswordHasher {
     pub async fn verify(&self, password: Password, phc: Option<String>) -> Result<bool, AuthError> {
         let inner = self.inner.clone();
         let matched = self
-            .run(move |params, buffer| {
+            .run("verify", move |params, buffer| {
                 let phc = phc.as_deref().unwrap_or(&inner.dummy);
                 verify_with(params, password.expose(), phc, buffer)
             })
@@ -86,11 +88,14 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
+        op: &'static str,
         job: impl FnOnce(&Params, &mut [Block]) -> T + Send + 'static,
     ) -> Result<T, AuthError> {
-        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        // The depth is sampled when /metrics is scraped (`queue_depth`). A guard, so a
+        // request cancelled while it waits (client gone) leaves the queue too.
+        let queued = Queued::enter(&self.inner.waiting);
         let permit = self.inner.permits.clone().acquire_owned().await;
-        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(queued);
         let permit = permit.context("password hasher closed")?;
         let inner = self.inner.clone();
         // The blocking thread logs into the caller's span and through the caller's
@@ -108,6 +113,7 @@ impl PasswordHasher {
                 let reused = inner.buffers.lock().ok().and_then(|mut b| b.pop());
                 let mut buffer = reused.unwrap_or_else(|| vec![Block::default(); inner.params.block_count()]);
                 let out = job(&inner.params, &mut buffer);
+                crate::metrics::password_hash(op, started.elapsed());
                 if let Ok(mut buffers) = inner.buffers.lock() {
                     buffers.push(buffer);
                 }
@@ -117,6 +123,22 @@ impl PasswordHasher {
         })
         .await
         .map_err(|e| AuthError::Internal(anyhow!("password hashing task failed: {e}")))
+    }
+}
+
+/// One job waiting for a slot, counted in `waiting` while it lives.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

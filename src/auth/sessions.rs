@@ -101,6 +101,7 @@ impl Auth {
                 Ok(issued)
             }
             Refreshed::Reused { session_id, user_id } => {
+                crate::metrics::refresh_token_reused();
                 warn!(session.id = %session_id, user.id = %user_id, "refresh token reused: session revoked");
                 Err(AuthError::TokenReused)
             }

@@ -211,6 +211,7 @@ impl Throttle {
             let now = Utc::now();
             if until > now {
                 let retry_after = retry_after((until - now).to_std().unwrap_or_default());
+                crate::metrics::throttle_hit(Limit::TokenAddress.name());
                 warn!(
                     limit = Limit::TokenAddress.name(),
                     retry_after, "attempt refused: too many attempts"
@@ -293,6 +294,7 @@ impl Throttle {
             }),
             Err((wait, limit)) => {
                 let retry_after = retry_after(wait);
+                crate::metrics::throttle_hit(limit.name());
                 warn!(
                     limit = limit.name(),
                     retry_after, "attempt refused: too many attempts"

@@ -211,6 +211,8 @@ fn clear_cookie(ctx: &Context<'_>) {
 /// Hands a new token pair to the client: the refresh token in the body, or as an
 /// HttpOnly cookie when the request asked for cookie delivery (or came with the cookie).
 fn deliver(ctx: &Context<'_>, issued: Issued, as_cookie: bool) -> AuthPayload {
+    // The request's later log lines (the operation summary) name the signed-in user.
+    tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
     let user = User::issued(&issued);
     let refresh_token = if as_cookie || ctx.request().cookie_delivery {
         let value = cookie(ctx, issued.refresh_token.expose(), issued.refresh_expires_in);

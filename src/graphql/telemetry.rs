@@ -52,7 +52,9 @@ fn error_codes(response: &Response) -> Vec<String> {
 #[async_trait::async_trait]
 impl Extension for TelemetryExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let span = tracing::info_span!("graphql", operation.name = Empty);
+        // `user.id` is recorded by whoever learns the caller (`RequestContext::viewer`,
+        // the mutations that sign someone in), so every line of the operation names them.
+        let span = tracing::info_span!("graphql", operation.name = Empty, user.id = Empty);
         let started = Instant::now();
         let response = next.run(ctx).instrument(span.clone()).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;

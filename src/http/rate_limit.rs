@@ -85,6 +85,7 @@ fn refusal(error: GovernorError) -> Response<Body> {
         GovernorError::TooManyRequests { wait_time, .. } => {
             // The governor rounds down; a client told 0 would retry at once.
             let retry_after = wait_time.max(1);
+            crate::metrics::throttle_hit("http");
             tracing::warn!(retry_after, "request refused: client over the HTTP rate limit");
             let body = json!({ "errors": [{
                 "message": format!("too many requests: retry in {retry_after} seconds"),

@@ -31,6 +31,9 @@ use crate::{
 /// that died mid-delivery has its mail picked up by another once the claim lapses.
 const CLAIM_MARGIN: Duration = Duration::from_secs(60);
 
+/// How often the worker samples the outbox for `/metrics`.
+const OUTBOX_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
 /// Counts of what a worker did, for tests and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {
@@ -176,7 +179,9 @@ impl Worker {
     async fn run(self, stop: CancellationToken) {
         info!(worker.id = %self.id, "mail worker started");
         let mut db_down = false;
+        let mut sampled: Option<Instant> = None;
         while !stop.is_cancelled() {
+            self.publish_metrics(&mut sampled).await;
             let wait = match self.step(&mut db_down).await {
                 Step::Worked => continue,
                 Step::Idle => self.config.poll_interval,
@@ -189,6 +194,26 @@ impl Worker {
         }
         self.release().await;
         info!(worker.id = %self.id, "mail worker stopped");
+    }
+
+    /// Publishes the breaker's state, and at most every [`OUTBOX_SAMPLE_EVERY`] the
+    /// outbox's depth and oldest age (the whole shared outbox: every replica reports
+    /// the same figures).
+    async fn publish_metrics(&self, sampled: &mut Option<Instant>) {
+        crate::metrics::mail_breaker(self.breaker.state(Instant::now()).as_str());
+        if sampled.is_some_and(|at| at.elapsed() < OUTBOX_SAMPLE_EVERY) {
+            return;
+        }
+        *sampled = Some(Instant::now());
+        let Ok(mut conn) = self.pool.get().await else {
+            return;
+        };
+        if let Ok((depth, oldest)) = db::outbox::pending_stats(&mut conn).await {
+            let age = oldest
+                .and_then(|at| (chrono::Utc::now() - at).to_std().ok())
+                .unwrap_or_default();
+            crate::metrics::mail_outbox(u64::try_from(depth).unwrap_or(0), age);
+        }
     }
 
     async fn step(&self, db_down: &mut bool) -> Step {
@@ -243,6 +268,7 @@ impl Worker {
             Err(e) => {
                 // Nothing the SMTP server did: retrying cannot help, the breaker is unaffected.
                 Counters::bump(&self.counters.dead);
+                crate::metrics::mail_delivery("dead");
                 error!(mail.id = %mail.id, mail.kind = %mail.kind, error = %e, "mail dead: it cannot be built");
                 if let Some(mut conn) = self.conn().await {
                     self.record(db::outbox::mark_dead(&mut conn, mail.id, self.id, "unbuildable"))
@@ -272,6 +298,7 @@ impl Worker {
                 info!("SMTP circuit breaker closed: the server answers again");
             }
             Counters::bump(&self.counters.sent);
+            crate::metrics::mail_delivery("sent");
             info!(mail.id = %mail.id, mail.kind = %mail.kind, attempt = mail.attempts + 1, "mail sent");
             // A failure to record it means a resend after the claim lapses: the same
             // Message-ID lets the receiving side recognise it.
@@ -288,10 +315,12 @@ impl Worker {
             );
         }
         Counters::bump(&self.counters.failed);
+        crate::metrics::mail_delivery("failed");
         let attempts = u32::try_from(mail.attempts).unwrap_or(0).saturating_add(1);
         let Some(mut conn) = self.conn().await else { return };
         if attempts >= self.config.max_attempts {
             Counters::bump(&self.counters.dead);
+            crate::metrics::mail_delivery("dead");
             error!(mail.id = %mail.id, mail.kind = %mail.kind, attempts, error = %failure, "mail dead: giving up after the last attempt");
             self.record(db::outbox::mark_dead(&mut conn, mail.id, self.id, &failure))
                 .await;

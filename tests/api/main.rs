@@ -6,6 +6,7 @@
 
 mod account;
 mod attacks;
+mod cli;
 mod cookies;
 mod e2e;
 mod edge;
@@ -15,14 +16,20 @@ mod helpers;
 mod jwt;
 mod login;
 mod me;
+mod metrics;
 mod migrations;
+mod outage;
 mod redaction;
 mod register;
+mod replicas;
 mod robustness;
 mod sessions;
+mod shutdown;
 mod smtp_sink;
 mod support_abuse;
 mod support_mail;
+mod support_pg;
+mod support_process;
 mod support_sql;
 mod throttle;
 mod transport;
