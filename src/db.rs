@@ -17,7 +17,9 @@ use diesel::{ExpressionMethods, QueryDsl};
 use diesel_async::{
     AsyncConnection, AsyncPgConnection, RunQueryDsl,
     async_connection_wrapper::AsyncConnectionWrapper,
-    pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError, bb8},
+    pooled_connection::{
+        AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod, bb8,
+    },
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -33,9 +35,9 @@ pub type DbConn<'a> = bb8::PooledConnection<'a, AsyncPgConnection>;
 /// Builds the pool without connecting, so the service starts (and reports not ready)
 /// while the database is down, and recovers on its own when it comes back.
 ///
-/// `timeout` bounds both a checkout (waiting for a free connection, including the
-/// `select 1` that checks an idle one before use: a connection left broken by a
-/// database restart fails it and is replaced, instead of failing the request) and the
+/// `timeout` bounds both a checkout (waiting for a free connection; an idle one the
+/// database closed in a restart is found broken and replaced, instead of failing the
+/// request) and the
 /// opening of a new connection, which otherwise waits on TCP for minutes when the
 /// database host does not answer at all.
 pub fn pool(url: &str, max_size: u32, timeout: Duration) -> DbPool {
@@ -51,6 +53,19 @@ pub fn pool(url: &str, max_size: u32, timeout: Duration) -> DbPool {
             }
         })
     });
+    // The check before use is local: a connection the database closed (a restart
+    // terminates every backend) has already seen its socket close, so it is replaced
+    // without a `select 1` round trip on every checkout of a healthy one.
+    config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        let broken = PoolableConnection::is_broken(conn);
+        Box::pin(async move {
+            if broken {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            } else {
+                Ok(())
+            }
+        })
+    }));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(max_size)
