@@ -28,10 +28,10 @@ fn builder(
         .extension(metrics::OperationMetrics)
         .extension(telemetry::Telemetry)
         .extension(error::ErrorCodes)
-        .extension(limits::DocumentLimits {
-            max_aliases: limits.max_aliases,
-            introspection: limits.introspection,
-        })
+        .extension(limits::DocumentLimits::new(
+            limits.max_aliases,
+            limits.introspection,
+        ))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_directives(limits.max_directives)

@@ -47,13 +47,17 @@ impl Auth {
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                let Some(session) = db::sessions::lock_by_token(conn, &hash.0).await? else {
+                // Pipelined, one round trip: PostgreSQL runs the read after the lock is
+                // granted, with a fresh snapshot, so it sees a rotation that committed
+                // while this request waited for the lock.
+                let shared: &AsyncPgConnection = conn;
+                let (session, found) = tokio::try_join!(
+                    db::sessions::lock_by_token(shared, &hash.0),
+                    db::refresh_tokens::find_with_owner(shared, &hash.0),
+                )?;
+                let (Some(session), Some((token, user))) = (session, found) else {
                     return Err(AuthError::InvalidToken);
                 };
-                // Read under the lock: a concurrent refresh may have just rotated it.
-                let (token, user) = db::refresh_tokens::find_with_owner(conn, &hash.0)
-                    .await?
-                    .ok_or(AuthError::InvalidToken)?;
                 let now = Utc::now();
                 if !live(&session, now) {
                     return Err(AuthError::InvalidToken);

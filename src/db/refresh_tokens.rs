@@ -54,16 +54,16 @@ pub async fn find(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResul
         .optional()
 }
 
-/// A token with the owner of its session.
+/// A token with the owner of its session (shared reference: pipelined after a lock).
 pub async fn find_with_owner(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     token_hash: &[u8],
 ) -> QueryResult<Option<(RefreshToken, User)>> {
     refresh_tokens::table
         .inner_join(sessions::table.inner_join(users::table))
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((RefreshToken::as_select(), User::as_select()))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }

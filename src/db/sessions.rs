@@ -121,8 +121,9 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
-/// Locks the session a refresh token belongs to (see [`lock`]).
-pub async fn lock_by_token(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<Session>> {
+/// Locks the session a refresh token belongs to (see [`lock`]). Takes a shared
+/// reference so it can be pipelined with the reads that follow it.
+pub async fn lock_by_token(mut conn: &AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<Session>> {
     let session_of_token = refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select(refresh_tokens::session_id)
@@ -131,7 +132,7 @@ pub async fn lock_by_token(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> Q
         .filter(sessions::id.nullable().eq(session_of_token))
         .for_update()
         .select(Session::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }

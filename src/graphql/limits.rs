@@ -3,7 +3,10 @@
 //! process), aliases (the tool of alias-based brute force) and a refusal, with a code,
 //! of introspection when it is off.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{
     ErrorExtensionValues, ServerError, ServerResult, Variables,
@@ -57,12 +60,54 @@ pub fn nesting_within(query: &str, max: usize) -> bool {
     true
 }
 
+/// Documents kept parsed, at most.
+const CACHED_DOCUMENTS: usize = 256;
+/// Longest document kept parsed: clients send a handful of short operations over and
+/// over, which is what the cache is for.
+const CACHED_DOCUMENT_MAX: usize = 4096;
+
+/// Documents that parsed and passed these limits, by their text. Parsing is the costliest
+/// step of a small operation (async-graphql's pest parser), and a client sends the same
+/// few documents again and again; a hit skips the parse and the walk. Bounded in count
+/// and size; when full it starts over, which costs one parse per document.
+#[derive(Default)]
+struct ParsedDocuments(Mutex<HashMap<Box<str>, ExecutableDocument>>);
+
+impl ParsedDocuments {
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        self.0.lock().ok()?.get(query).cloned()
+    }
+
+    fn put(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() > CACHED_DOCUMENT_MAX {
+            return;
+        }
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= CACHED_DOCUMENTS {
+                map.clear();
+            }
+            map.insert(query.into(), doc.clone());
+        }
+    }
+}
+
 /// Refuses documents with too many aliases, or introspection when it is disabled.
 pub struct DocumentLimits {
-    /// Most aliases per document, fragments expanded.
-    pub max_aliases: usize,
-    /// Whether `__schema` and `__type` may be queried.
-    pub introspection: bool,
+    max_aliases: usize,
+    introspection: bool,
+    parsed: Arc<ParsedDocuments>,
+}
+
+impl DocumentLimits {
+    /// At most `max_aliases` aliases per document (fragments expanded); `__schema` and
+    /// `__type` only when `introspection` is on.
+    pub fn new(max_aliases: usize, introspection: bool) -> Self {
+        Self {
+            max_aliases,
+            introspection,
+            parsed: Arc::default(),
+        }
+    }
 }
 
 impl ExtensionFactory for DocumentLimits {
@@ -70,6 +115,7 @@ impl ExtensionFactory for DocumentLimits {
         Arc::new(Self {
             max_aliases: self.max_aliases,
             introspection: self.introspection,
+            parsed: self.parsed.clone(),
         })
     }
 }
@@ -133,6 +179,9 @@ impl Extension for DocumentLimits {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        if let Some(doc) = self.parsed.get(query) {
+            return Ok(doc);
+        }
         if !nesting_within(query, MAX_NESTING) {
             return Err(refusal(format!(
                 "the document nests brackets more than {MAX_NESTING} deep"
@@ -158,6 +207,7 @@ impl Extension for DocumentLimits {
         if tally.introspection && !self.introspection {
             return Err(refusal("introspection is disabled".to_owned()));
         }
+        self.parsed.put(query, &doc);
         Ok(doc)
     }
 }
