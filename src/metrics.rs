@@ -103,6 +103,21 @@ pub fn install() {
         match handle {
             Ok(handle) => {
                 describe();
+                // Histogram samples pile up until upkeep folds them into their buckets;
+                // without a scrape that would be never, and the heap would grow with
+                // every request. A plain thread, so it runs whatever the runtime.
+                let upkeep = handle.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                            upkeep.run_upkeep();
+                        }
+                    });
+                if let Err(err) = spawned {
+                    tracing::warn!(error = %err, "metrics upkeep thread not started");
+                }
                 Some(handle)
             }
             Err(err) => {
@@ -117,7 +132,6 @@ pub fn install() {
 pub fn render() -> String {
     match HANDLE.get() {
         Some(Some(handle)) => {
-            // Histograms are summaries of a window; keep their memory bounded.
             handle.run_upkeep();
             handle.render()
         }
