@@ -15,9 +15,21 @@ use crate::{
     mail::Composer,
 };
 
-/// Shared by the router and the GraphQL schema.
+/// Shared by the router and the GraphQL schema. One `Arc`: every request clones the
+/// state (axum extractors, middleware), and one reference count is all that costs.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct App {
     /// The auth use cases.
     pub auth: Auth,
     /// The configuration the process started with.
@@ -96,12 +108,12 @@ impl AppState {
             session_max_lifetime: config.session_max_lifetime,
             refresh_grace: config.refresh_grace,
         };
-        Ok(Self {
+        Ok(Self(Arc::new(App {
             auth: Auth::new(pool, Arc::new(keys), passwords, policy)
                 .with_mail(Composer::new(&config.public_url, &config.email_from))
                 .with_throttle(config.throttle.clone()),
             config: Arc::new(config),
             readiness: Arc::default(),
-        })
+        })))
     }
 }
