@@ -121,7 +121,9 @@ fn too_guessable(password: &str) -> Option<String> {
     } else {
         return None;
     };
-    Some(format!("this password is too easy to guess: {why}. Try a few unrelated words instead."))
+    Some(format!(
+        "this password is too easy to guess: {why}. Try a few unrelated words instead."
+    ))
 }
 
 /// A display name: trimmed, 1 to 64 characters, no control characters.
