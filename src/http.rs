@@ -4,6 +4,7 @@
 
 mod client_ip;
 mod cors;
+mod edge;
 mod rate_limit;
 
 use std::{net::SocketAddr, time::Duration};
@@ -12,9 +13,8 @@ use async_graphql::{http::GraphiQLSource, parser::types::OperationType};
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    middleware,
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -22,7 +22,6 @@ use secrecy::SecretString;
 use serde_json::json;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::{DefaultOnFailure, TraceLayer},
 };
 
@@ -60,7 +59,6 @@ pub fn router(state: AppState) -> Router {
         let page = Html(graphiql_page(state.config.graphiql_cdn_url.as_deref()));
         router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
     }
-    let x_request_id = header::HeaderName::from_static(X_REQUEST_ID);
     let config = state.config.clone();
     let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
     // Layers run outside-in from the last one added: the request id is checked, then
@@ -83,14 +81,10 @@ pub fn router(state: AppState) -> Router {
     if let Some(limit) = config.http_rate_limit {
         router = rate_limit::limit(router, limit);
     }
-    router = router.layer(axum::middleware::from_fn_with_state(trusted, client_ip::resolve));
     if let Some(cors) = cors::layer(&config) {
         router = router.layer(cors);
     }
     router
-        // Outside the limit and CORS, so 429s and preflights are counted too.
-        .layer(middleware::from_fn(record_metrics))
-        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(
             TraceLayer::new_for_http()
                 // A 5xx is logged where it is handled (an internal error once in
@@ -108,48 +102,9 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
                 }),
         )
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
-        .layer(middleware::map_request(drop_unusable_request_id))
-}
-
-/// Longest client-supplied request id kept; a longer one is replaced.
-const REQUEST_ID_MAX: usize = 128;
-
-/// Keeps a client's `X-Request-Id` only when it is short and plain (letters, digits,
-/// `-`, `_`, `.`, `:`), so an id cannot inject fake log lines, bloat every log line, or
-/// smuggle markup into the echoed header; otherwise a fresh UUID replaces it.
-async fn drop_unusable_request_id(mut request: Request) -> Request {
-    let usable = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        !b.is_empty()
-            && b.len() <= REQUEST_ID_MAX
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
-    };
-    let headers = request.headers_mut();
-    let ids: Vec<&HeaderValue> = headers.get_all(X_REQUEST_ID).iter().collect();
-    if !(ids.len() == 1 && usable(ids[0])) {
-        headers.remove(X_REQUEST_ID);
-    }
-    request
-}
-
-/// Counts each request by its route template (never the raw path, which a client can
-/// make unique on every request) and final status, panics included.
-async fn record_metrics(request: Request, next: middleware::Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
-    let method = match method {
-        Method::GET | Method::POST | Method::HEAD | Method::OPTIONS => method.as_str(),
-        _ => "other",
-    };
-    crate::metrics::http_request(method, &route, response.status().as_u16(), started.elapsed());
-    response
+        // Outermost: the request id exists before the span opens, and 429s and
+        // preflights are counted too.
+        .layer(edge::EdgeLayer::new(trusted))
 }
 
 /// Which body format the client accepts.

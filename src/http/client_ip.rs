@@ -8,12 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use axum::{
-    extract::{ConnectInfo, Request, State, connect_info::MockConnectInfo},
-    http::{HeaderMap, header},
-    middleware::Next,
-    response::Response,
-};
+use axum::http::{HeaderMap, header};
 use ipnet::IpNet;
 
 use crate::config::ForwardedHeader;
@@ -63,24 +58,6 @@ impl TrustedProxies {
         }
         Some(client)
     }
-}
-
-/// Resolves the client address once per request, for the rate limiter and the
-/// GraphQL request context alike.
-pub(crate) async fn resolve(
-    State(trusted): State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let extensions = request.extensions();
-    let peer = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        // What `ConnectInfo` extraction falls back to, so tests see a peer too.
-        .or_else(|| extensions.get::<MockConnectInfo<SocketAddr>>().map(|m| m.0.ip()));
-    let client = trusted.client(peer, request.headers());
-    request.extensions_mut().insert(ClientAddr(client));
-    next.run(request).await
 }
 
 /// Every `X-Forwarded-For` entry, in order (several header lines read as one list).

@@ -12,16 +12,14 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    extract::Request,
     http::{HeaderValue, Response, StatusCode, header},
-    middleware::Next,
 };
 use serde_json::json;
 use tower_governor::{
     GovernorError, GovernorLayer, governor::GovernorConfigBuilder, key_extractor::KeyExtractor,
 };
 
-use super::{Negotiated, client_ip::ClientAddr, error_response, negotiate};
+use super::{Negotiated, client_ip::ClientAddr, error_response};
 use crate::config::HttpRateLimit;
 
 /// How often idle clients are forgotten.
@@ -74,12 +72,10 @@ pub(crate) fn limit(router: Router, limit: HttpRateLimit) -> Router {
             }
         });
     }
-    router
-        .layer(GovernorLayer::new(config).error_handler(refusal))
-        .layer(axum::middleware::from_fn(negotiated))
+    router.layer(GovernorLayer::new(config).error_handler(refusal))
 }
 
-/// The 429 answer (in `application/json`; [`negotiated`] adjusts it to `Accept`).
+/// The 429 answer (in `application/json`; the edge layer adjusts it to `Accept`).
 fn refusal(error: GovernorError) -> Response<Body> {
     match error {
         GovernorError::TooManyRequests { wait_time, .. } => {
@@ -108,18 +104,4 @@ fn refusal(error: GovernorError) -> Response<Body> {
             Negotiated::Json,
         ),
     }
-}
-
-/// Gives a 429 the content type the request's `Accept` asked for, like every other
-/// transport failure (Apollo Client reads non-2xx bodies only as graphql-response+json).
-async fn negotiated(request: Request, next: Next) -> axum::response::Response {
-    let format = negotiate(request.headers()).unwrap_or(Negotiated::Json);
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-    }
-    response
 }
