@@ -142,9 +142,11 @@ impl Drop for Queued<'_> {
     }
 }
 
-/// Lowers the calling thread's scheduling priority (to nice ≈ 9) the first time it runs
+/// Lowers the calling thread's scheduling priority (to nice 19) the first time it runs
 /// a hash: with every core busy hashing during a login storm, the threads serving
-/// token checks still win the CPU, so `me` keeps its latency while logins queue. The
+/// token checks (and the database) still win the CPU at once, so `me` keeps its latency
+/// while logins queue. Hashing still gets every cycle nothing else wants; under a load
+/// that saturates the cores with other requests, logins slow down first, by design. The
 /// blocking-pool thread keeps the lower priority for later jobs, which in this service
 /// are hashes too. Failure (a platform without per-thread nice) only costs that benefit.
 fn yield_to_requests() {
@@ -157,12 +159,10 @@ fn yield_to_requests() {
         static LOWERED: Cell<bool> = const { Cell::new(false) };
     }
     LOWERED.with(|lowered| {
-        if !lowered.replace(true)
-            && let Ok(priority) = 25u8.try_into()
-        {
+        if !lowered.replace(true) {
             let _ = set_thread_priority_and_policy(
                 thread_native_id(),
-                ThreadPriority::Crossplatform(priority),
+                ThreadPriority::Min,
                 ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
             );
         }

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     Auth, AuthError, ClientInfo, Issued,
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
+    throttle::TokenCheck,
 };
 use crate::db::{self, refresh_tokens::Rotation, sessions::Session, users::User};
 
@@ -34,27 +35,37 @@ impl Auth {
         let presented = presented
             .map(PlainToken::presented)
             .ok_or(AuthError::InvalidToken)?;
-        // Unusable tokens count against the address; good ones cost one read.
-        let check = self.throttle.token(client).await?;
-        let outcome = self.exchange(&presented).await;
+        // Unusable tokens count against the address; good ones cost one read, pipelined
+        // with the session lock.
+        let check = self.throttle.token_check(client);
+        let outcome = self.exchange(&presented, &check).await;
         check.settle(&outcome).await;
         outcome
     }
 
     /// The body of [`Auth::refresh`], once the address may try.
-    async fn exchange(&self, presented: &PlainToken) -> Result<Issued, AuthError> {
+    async fn exchange(&self, presented: &PlainToken, check: &TokenCheck) -> Result<Issued, AuthError> {
         let hash = presented.hash();
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                // Pipelined, one round trip: PostgreSQL runs the read after the lock is
-                // granted, with a fresh snapshot, so it sees a rotation that committed
-                // while this request waited for the lock.
+                // Pipelined, one round trip: the address's wait, then the lock, then the
+                // token. PostgreSQL runs the token read after the lock is granted, with a
+                // fresh snapshot, so it sees a rotation that committed while this request
+                // waited for the lock.
                 let shared: &AsyncPgConnection = conn;
-                let (session, found) = tokio::try_join!(
+                let waiting = async {
+                    match check.key() {
+                        Some(key) => db::throttle::locked_until(shared, key).await,
+                        None => Ok(None),
+                    }
+                };
+                let (locked_until, session, found) = tokio::try_join!(
+                    waiting,
                     db::sessions::lock_by_token(shared, &hash.0),
                     db::refresh_tokens::find_with_owner(shared, &hash.0),
                 )?;
+                check.admit(locked_until)?;
                 let (Some(session), Some((token, user))) = (session, found) else {
                     return Err(AuthError::InvalidToken);
                 };

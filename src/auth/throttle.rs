@@ -196,33 +196,27 @@ impl Throttle {
     /// one NAT shares it), and never pay a commit. The price is that guesses already in
     /// flight when the limit is reached still run; against 256-bit tokens that is nothing.
     pub async fn token(&self, client: &ClientInfo) -> Result<TokenCheck, AuthError> {
-        let ip = match (self.rules.token_address, client.ip) {
-            (Some(_), Some(ip)) => ip,
-            _ => {
-                return Ok(TokenCheck {
-                    throttle: self.clone(),
-                    ip: None,
-                });
-            }
-        };
-        let key = Subject::Address(ip).key(Limit::TokenAddress);
-        let mut conn = self.db.get().await?;
-        if let Some(until) = db::throttle::locked_until(&mut conn, &key).await? {
-            let now = Utc::now();
-            if until > now {
-                let retry_after = retry_after((until - now).to_std().unwrap_or_default());
-                crate::metrics::throttle_hit(Limit::TokenAddress.name());
-                warn!(
-                    limit = Limit::TokenAddress.name(),
-                    retry_after, "attempt refused: too many attempts"
-                );
-                return Err(AuthError::RateLimited { retry_after });
-            }
+        let check = self.token_check(client);
+        if let Some(key) = check.key() {
+            let conn = self.db.get().await?;
+            check.admit(db::throttle::locked_until(&conn, key).await?)?;
         }
-        Ok(TokenCheck {
+        Ok(check)
+    }
+
+    /// [`Throttle::token`] without its read, for a caller that pipelines
+    /// `db::throttle::locked_until(key)` with its own first query and then calls
+    /// [`TokenCheck::admit`] with the answer.
+    pub fn token_check(&self, client: &ClientInfo) -> TokenCheck {
+        let ip = match (self.rules.token_address, client.ip) {
+            (Some(_), Some(ip)) => Some(ip),
+            _ => None,
+        };
+        TokenCheck {
             throttle: self.clone(),
-            ip: Some(ip),
-        })
+            key: ip.map(|ip| Subject::Address(ip).key(Limit::TokenAddress)),
+            ip,
+        }
     }
 
     async fn by_address(&self, limit: Limit, client: &ClientInfo) -> Result<Attempt, AuthError> {
@@ -310,9 +304,32 @@ impl Throttle {
 pub struct TokenCheck {
     throttle: Throttle,
     ip: Option<IpAddr>,
+    key: Option<String>,
 }
 
 impl TokenCheck {
+    /// The counter to read before admitting the attempt, when the limit is on.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// Refuses with `RATE_LIMITED` while the counter read for [`TokenCheck::key`] waits.
+    pub fn admit(&self, locked_until: Option<DateTime<Utc>>) -> Result<(), AuthError> {
+        let now = Utc::now();
+        match locked_until.filter(|until| *until > now) {
+            None => Ok(()),
+            Some(until) => {
+                let retry_after = retry_after((until - now).to_std().unwrap_or_default());
+                crate::metrics::throttle_hit(Limit::TokenAddress.name());
+                warn!(
+                    limit = Limit::TokenAddress.name(),
+                    retry_after, "attempt refused: too many attempts"
+                );
+                Err(AuthError::RateLimited { retry_after })
+            }
+        }
+    }
+
     /// Counts the attempt when the token was unusable. A refusal at this point changes
     /// nothing: the attempt already failed; it only starts the wait for the next one.
     pub async fn settle<T>(self, outcome: &Result<T, AuthError>) {

@@ -56,11 +56,12 @@ pub async fn lock(
 }
 
 /// When a counter stops refusing attempts, if it is waiting (a plain read: no lock).
-pub async fn locked_until(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<Option<DateTime<Utc>>> {
+/// Takes a shared reference so it can be pipelined with other reads.
+pub async fn locked_until(mut conn: &AsyncPgConnection, key: &str) -> QueryResult<Option<DateTime<Utc>>> {
     throttle_counters::table
         .find(key)
         .select(throttle_counters::locked_until)
-        .first::<Option<DateTime<Utc>>>(conn)
+        .first::<Option<DateTime<Utc>>>(&mut conn)
         .await
         .optional()
         .map(Option::flatten)
