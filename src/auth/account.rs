@@ -55,24 +55,8 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let new = Password::new_password(new, "newPassword")?;
-        // The current password is guessed like a login (a stolen access token must not
-        // buy unlimited guesses): the same counters.
-        let attempt = self
-            .throttle
-            .login(&Email::stored(&viewer.user.email), client)
+        self.confirm_password(viewer, current, client, "password change")
             .await?;
-        if !self
-            .passwords
-            .verify(
-                Password::candidate(current),
-                Some(viewer.user.password_hash.clone()),
-            )
-            .await?
-        {
-            info!("password change refused: wrong current password");
-            return Err(AuthError::InvalidCredentials);
-        }
-        attempt.succeeded().await;
         let hash = self.passwords.hash(new).await?;
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;
@@ -118,25 +102,37 @@ impl Auth {
         password: &str,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
+        self.confirm_password(viewer, password, client, "account deletion")
+            .await?;
+        let mut conn = self.conn().await?;
+        db::users::delete(&mut conn, viewer.user.id).await?;
+        info!("account deleted");
+        Ok(())
+    }
+
+    /// Checks the caller's own password before a sensitive change. It is guessed like a
+    /// login (a stolen access token must not buy unlimited guesses): the same counters.
+    async fn confirm_password(
+        &self,
+        viewer: &Viewer,
+        password: &str,
+        client: &ClientInfo,
+        action: &'static str,
+    ) -> Result<(), AuthError> {
         let attempt = self
             .throttle
             .login(&Email::stored(&viewer.user.email), client)
             .await?;
+        let stored = Some(viewer.user.password_hash.clone());
         if !self
             .passwords
-            .verify(
-                Password::candidate(password),
-                Some(viewer.user.password_hash.clone()),
-            )
+            .verify(Password::candidate(password), stored)
             .await?
         {
-            info!("account deletion refused: wrong password");
+            info!(action, "refused: wrong current password");
             return Err(AuthError::InvalidCredentials);
         }
         attempt.succeeded().await;
-        let mut conn = self.conn().await?;
-        db::users::delete(&mut conn, viewer.user.id).await?;
-        info!("account deleted");
         Ok(())
     }
 }
