@@ -1,0 +1,1 @@
+drop index refresh_tokens_sealed_idx;
