@@ -301,12 +301,6 @@ impl Auth {
         })
     }
 
-    /// A user by id.
-    pub async fn find_user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
-        let mut conn = self.conn().await?;
-        Ok(db::users::find(&mut conn, id).await?)
-    }
-
     /// Users by id, in one query; unknown ids are absent.
     pub async fn find_users(&self, ids: &[Uuid]) -> Result<Vec<User>, AuthError> {
         let mut conn = self.conn().await?;

@@ -9,32 +9,14 @@ use axum::{
     http::{Request, StatusCode},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::helpers::{LOGIN, TestApp, TestResponse};
+use crate::helpers::{LOGIN, TestApp, TestResponse, send};
 
 /// The real router over `app`'s state, as if every request came from `peer`.
 pub fn router_from(app: &TestApp, peer: &str) -> Router {
     let peer: SocketAddr = peer.parse().unwrap();
     authgraph::app(app.state.clone()).layer(MockConnectInfo(peer))
-}
-
-/// Sends `request` through `router`.
-pub async fn send(router: &Router, request: Request<Body>) -> TestResponse {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    TestResponse {
-        status,
-        headers,
-        body,
-        text,
-    }
 }
 
 /// POSTs a GraphQL operation through `router` with extra headers.
