@@ -28,14 +28,18 @@ fn builder(
         .extension(metrics::OperationMetrics)
         .extension(telemetry::Telemetry)
         .extension(error::ErrorCodes)
-        .extension(limits::DocumentLimits::new(
-            limits.max_aliases,
-            limits.introspection,
-        ))
+        // Innermost: it parses the document itself and bounds its expansion before
+        // anything of async-graphql's walks it (see `limits`), so it takes over the
+        // recursion and directive limits too.
+        .extension(limits::DocumentLimits::new(limits::Limits {
+            max_fields: limits.max_fields,
+            max_aliases: limits.max_aliases,
+            max_recursive_depth: limits.max_recursive_depth,
+            max_directives: limits.max_directives,
+            introspection: limits.introspection,
+        }))
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives)
-        .limit_recursive_depth(limits.max_recursive_depth);
+        .limit_complexity(limits.max_complexity);
     if !limits.introspection {
         // `_service { sdl }` keeps working: gateways compose us with introspection off.
         builder = builder.disable_introspection();
@@ -61,6 +65,7 @@ pub fn sdl() -> String {
         max_depth: 10,
         max_complexity: 200,
         max_aliases: 10,
+        max_fields: 1000,
         max_directives: 10,
         max_recursive_depth: 32,
         introspection: true,
