@@ -1,15 +1,17 @@
 //! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
 
+pub mod code;
 pub mod context;
 pub mod error;
 pub mod guards;
 pub mod limits;
 pub mod loader;
-pub mod metrics;
 pub mod mutation;
+pub mod observability;
 pub mod query;
-pub mod telemetry;
 pub mod types;
+
+pub use code::Code;
 
 use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
 
@@ -23,10 +25,8 @@ fn builder(
 ) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
         .enable_federation()
-        // These two first, so they are outermost and count and log the codes
-        // `ErrorCodes` settled on: metrics, and one log line per operation.
-        .extension(metrics::OperationMetrics)
-        .extension(telemetry::Telemetry)
+        // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
+        .extension(observability::Observability)
         .extension(error::ErrorCodes)
         // Innermost: it parses the document itself and bounds its expansion before
         // anything of async-graphql's walks it (see `limits`), so it takes over the

@@ -11,12 +11,12 @@ use std::{
 };
 
 use async_graphql::{
-    ErrorExtensionValues, ServerError, ServerResult, Variables,
+    ServerError, ServerResult, Variables,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-use super::error::code;
+use super::code::Code;
 
 /// Deepest bracket nesting (`{`, `[`, `(`) a document may have before it is parsed. The
 /// parser overflows a 2 MiB stack between 200 and 400 levels of list literals in a debug
@@ -141,11 +141,7 @@ impl ExtensionFactory for DocumentLimits {
 }
 
 fn refusal(message: String) -> ServerError {
-    let mut err = ServerError::new(message, None);
-    let mut ext = ErrorExtensionValues::default();
-    ext.set("code", code::VALIDATION_FAILED);
-    err.extensions = Some(ext);
-    err
+    Code::ValidationFailed.error(message)
 }
 
 /// What a selection set amounts to once its fragments are expanded. Counts saturate:
