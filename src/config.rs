@@ -381,13 +381,14 @@ fn duration(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) ->
     })
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+/// Parses `90`, `90s`, `15m`, `12h`, `30d` or `250ms`.
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,
@@ -519,6 +520,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("15 minutes"), None);
         assert_eq!(parse_duration(""), None);
     }

@@ -1,8 +1,10 @@
 //! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
 
 pub mod code;
+pub mod coercion;
 pub mod context;
 pub mod error;
+pub mod field_errors;
 pub mod guards;
 pub mod limits;
 pub mod loader;
@@ -28,6 +30,8 @@ fn builder(
         // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
         .extension(observability::Observability)
         .extension(error::ErrorCodes)
+        .extension(field_errors::FieldErrors)
+        .extension(coercion::RequestCoercion)
         // Innermost: it parses the document itself and bounds its expansion before
         // anything of async-graphql's walks it (see `limits`), so it takes over the
         // recursion and directive limits too.

@@ -52,8 +52,8 @@ impl From<AuthError> for async_graphql::Error {
 }
 
 /// Gives every parse and validation error its code (async-graphql leaves them bare),
-/// and any other uncoded error `INTERNAL_SERVER_ERROR`, so clients can always branch on
-/// `extensions.code`.
+/// async-graphql's own field-level input errors `BAD_USER_INPUT`, and any other uncoded
+/// error `INTERNAL_SERVER_ERROR`, so clients can always branch on `extensions.code`.
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -71,7 +71,17 @@ impl Extension for ErrorCodesExtension {
         let errors = std::mem::take(&mut response.errors);
         response.errors = errors
             .into_iter()
-            .map(|e| Code::Internal.or_on(without_values(e)))
+            .map(|e| {
+                // Resolvers answer with a coded `AuthError`; what async-graphql raises
+                // uncoded at a field is its own check of the client's input (argument
+                // values, `_entities` representations). Anything else is ours.
+                let code = if e.path.is_empty() {
+                    Code::Internal
+                } else {
+                    Code::BadUserInput
+                };
+                code.or_on(without_values(e))
+            })
             .collect();
         response
     }
