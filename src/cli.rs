@@ -200,7 +200,7 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();

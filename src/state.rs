@@ -9,7 +9,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::{
-    auth::{Auth, Policy, jwt::JwtKeys, password::PasswordHasher},
+    auth::{Auth, AuthParts, Policy, jwt::JwtKeys, password::PasswordHasher},
     config::Config,
     db,
     mail::Composer,
@@ -32,6 +32,8 @@ impl std::ops::Deref for AppState {
 pub struct App {
     /// The auth use cases.
     pub auth: Auth,
+    /// The connection pool, for what is not a use case (probes, the mail worker).
+    pub db: db::DbPool,
     /// The configuration the process started with.
     pub config: Arc<Config>,
     /// What, besides the database answering, keeps this process from taking traffic.
@@ -108,10 +110,17 @@ impl AppState {
             session_max_lifetime: config.session_max_lifetime,
             refresh_grace: config.refresh_grace,
         };
+        let auth = Auth::new(AuthParts {
+            db: pool.clone(),
+            keys: Arc::new(keys),
+            passwords,
+            policy,
+            throttle: config.throttle.clone(),
+            mail: Composer::new(&config.public_url, &config.email_from),
+        });
         Ok(Self(Arc::new(App {
-            auth: Auth::new(pool, Arc::new(keys), passwords, policy)
-                .with_mail(Composer::new(&config.public_url, &config.email_from))
-                .with_throttle(config.throttle.clone()),
+            auth,
+            db: pool,
             config: Arc::new(config),
             readiness: Arc::default(),
         })))
