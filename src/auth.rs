@@ -6,9 +6,11 @@ pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
+pub mod mfa;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod step_up;
 pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -22,8 +24,10 @@ use uuid::Uuid;
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
+use mfa::MfaPolicy;
 use password::PasswordHasher;
 use refresh_token::PlainToken;
+use step_up::{Assurance, Method};
 use throttle::Throttle;
 
 use crate::db::{
@@ -89,6 +93,9 @@ pub struct Viewer {
     pub user: User,
     /// The session of the access token.
     pub session_id: Uuid,
+    /// How the token says its holder authenticated (`auth_time`, `amr`): what step-up
+    /// is judged on. `None` for a token issued before tokens carried these claims.
+    pub assurance: Option<Assurance>,
 }
 
 impl Viewer {
@@ -108,11 +115,19 @@ pub struct Auth {
     throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
+    /// Second factors and step-up (see `mfa`).
+    mfa: MfaPolicy,
 }
 
 impl Auth {
     /// Wires the service.
-    pub fn new(db: DbPool, keys: Arc<JwtKeys>, passwords: PasswordHasher, policy: Policy) -> Self {
+    pub fn new(
+        db: DbPool,
+        keys: Arc<JwtKeys>,
+        passwords: PasswordHasher,
+        policy: Policy,
+        mfa: MfaPolicy,
+    ) -> Self {
         Self {
             throttle: Throttle::new(db.clone(), crate::config::ThrottleConfig::default()),
             db,
@@ -120,6 +135,7 @@ impl Auth {
             passwords,
             policy,
             mail: Composer::default(),
+            mfa,
         }
     }
 
@@ -190,7 +206,8 @@ impl Auth {
                 })?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
-                self.open_session(conn, user, client).await
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
             })
             .await?;
         tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
@@ -208,6 +225,7 @@ impl Auth {
             Err(AuthError::InvalidCredentials) => "invalid_credentials",
             Err(AuthError::InvalidInput { .. }) => "invalid_input",
             Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(AuthError::MfaRequired { .. }) => "mfa_required",
             Err(AuthError::Unavailable) => "unavailable",
             Err(_) => "error",
         });
@@ -238,21 +256,42 @@ impl Auth {
             }
         };
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        {
+            let mut conn = self.conn().await?;
+            if db::factors::has_active(&mut conn, user.id).await? {
+                // The attempt stays counted until the second factor clears it: were the right
+                // password to clear the count, each one would buy a fresh round of code guesses.
+                drop(attempt);
+                let mfa_token = self
+                    .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
+                    .await?;
+                info!("password accepted: second factor required");
+                return Err(AuthError::MfaRequired {
+                    mfa_token,
+                    factors: mfa::FACTORS.to_vec(),
+                });
+            }
+        }
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)
+            .transaction::<_, AuthError, _>(async |conn| {
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
+            })
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
     }
 
-    /// Starts a session for `user` and issues its first token pair.
+    /// Starts a session for `user`, authenticated as `assurance` says, and issues its
+    /// first token pair.
     async fn open_session(
         &self,
         conn: &mut AsyncPgConnection,
         user: User,
         client: &ClientInfo,
+        assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
         let now = Utc::now();
         let absolute = now + self.policy.session_max_lifetime;
@@ -270,11 +309,14 @@ impl Auth {
                 last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
+                amr: assurance.amr_strings(),
+                acr: assurance.acr(),
+                auth_time: assurance.auth_time,
             },
         )
         .await?;
         let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
         Ok(Issued {
             user,
             session_id: session.id,
@@ -298,6 +340,7 @@ impl Auth {
         Ok(Viewer {
             user,
             session_id: claims.sid,
+            assurance: claims.assurance(),
         })
     }
 

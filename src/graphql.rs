@@ -6,22 +6,29 @@ pub mod guards;
 pub mod limits;
 pub mod loader;
 pub mod metrics;
+pub mod mfa;
 pub mod mutation;
 pub mod query;
 pub mod telemetry;
 pub mod types;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{
+    EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 
 use crate::{config::GraphqlLimits, state::AppState};
 
-/// The service's schema type.
-pub type AuthSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+// Each capability keeps its resolvers in a module of its own; the roots merge them.
+/// Write operations.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
 
-fn builder(
-    limits: &GraphqlLimits,
-) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
-    let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+/// The service's schema type.
+pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;
+
+fn builder(limits: &GraphqlLimits) -> SchemaBuilder<query::QueryRoot, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(query::QueryRoot, Mutation::default(), EmptySubscription)
         .enable_federation()
         // These two first, so they are outermost and count and log the codes
         // `ErrorCodes` settled on: metrics, and one log line per operation.

@@ -35,6 +35,12 @@ pub mod code {
     pub const TOKEN_REUSED: &str = "TOKEN_REUSED";
     /// Too many attempts.
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
+    /// The password was right; a second factor must follow (`verifyMfa`).
+    pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
+    /// Wrong, reused or expired TOTP or recovery code.
+    pub const INVALID_CODE: &str = "INVALID_CODE";
+    /// The operation needs a more recent (second-factor) authentication.
+    pub const INSUFFICIENT_USER_AUTHENTICATION: &str = "INSUFFICIENT_USER_AUTHENTICATION";
     /// Database unreachable.
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// Anything else.
@@ -52,6 +58,9 @@ pub fn code_of(err: &AuthError) -> &'static str {
         AuthError::InvalidToken => code::INVALID_TOKEN,
         AuthError::TokenReused => code::TOKEN_REUSED,
         AuthError::RateLimited { .. } => code::RATE_LIMITED,
+        AuthError::MfaRequired { .. } => code::MFA_REQUIRED,
+        AuthError::InvalidCode => code::INVALID_CODE,
+        AuthError::InsufficientUserAuthentication { .. } => code::INSUFFICIENT_USER_AUTHENTICATION,
         AuthError::Unavailable => code::SERVICE_UNAVAILABLE,
         AuthError::Internal(_) => code::INTERNAL,
     }
@@ -65,6 +74,11 @@ impl From<AuthError> for async_graphql::Error {
             AuthError::InvalidInput { field, .. } => ext.set("field", *field),
             AuthError::EmailTaken => ext.set("field", "email"),
             AuthError::RateLimited { retry_after } => ext.set("retryAfter", *retry_after),
+            AuthError::MfaRequired { mfa_token, factors } => {
+                ext.set("mfaToken", mfa_token.expose());
+                ext.set("factors", factors.clone());
+            }
+            AuthError::InsufficientUserAuthentication { max_age, .. } => ext.set("maxAge", *max_age),
             // Logged here, once, with its chain; the client sees only the code.
             AuthError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AuthError::Unavailable => tracing::warn!("database unavailable"),
@@ -194,7 +208,7 @@ pub fn failed_before_execution(response: &Response) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::TokenProblem;
+    use crate::auth::{TokenProblem, refresh_token::PlainToken};
 
     fn extensions(err: AuthError) -> (String, serde_json::Value) {
         let e: async_graphql::Error = err.into();
@@ -216,6 +230,21 @@ mod tests {
             (AuthError::InvalidToken, "INVALID_TOKEN"),
             (AuthError::TokenReused, "TOKEN_REUSED"),
             (AuthError::RateLimited { retry_after: 3 }, "RATE_LIMITED"),
+            (
+                AuthError::MfaRequired {
+                    mfa_token: PlainToken::presented("t"),
+                    factors: vec!["TOTP"],
+                },
+                "MFA_REQUIRED",
+            ),
+            (AuthError::InvalidCode, "INVALID_CODE"),
+            (
+                AuthError::InsufficientUserAuthentication {
+                    max_age: 600,
+                    second_factor: true,
+                },
+                "INSUFFICIENT_USER_AUTHENTICATION",
+            ),
             (AuthError::Unavailable, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal(anyhow::anyhow!("x")), "INTERNAL_SERVER_ERROR"),
         ];
@@ -230,6 +259,26 @@ mod tests {
         assert_eq!(ext["field"], "displayName");
         let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
         assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn mfa_errors_carry_what_the_client_needs_next() {
+        let (message, ext) = extensions(AuthError::MfaRequired {
+            mfa_token: PlainToken::presented("the-token"),
+            factors: vec!["TOTP", "RECOVERY_CODE"],
+        });
+        assert_eq!(ext["mfaToken"], "the-token");
+        assert_eq!(ext["factors"], serde_json::json!(["TOTP", "RECOVERY_CODE"]));
+        assert!(!message.contains("the-token"), "{message}");
+        let (message, ext) = extensions(AuthError::InsufficientUserAuthentication {
+            max_age: 600,
+            second_factor: true,
+        });
+        assert_eq!(ext["maxAge"], 600);
+        assert!(
+            message.contains("600") && message.contains("verifyMfa"),
+            "{message}"
+        );
     }
 
     #[test]
