@@ -596,3 +596,47 @@ async fn a_password_reset_keeps_the_factor() {
     let login = app.login(&user.email, NEW_PASSWORD).await;
     assert_eq!(code(&login), "MFA_REQUIRED", "{login}");
 }
+
+#[tokio::test]
+async fn reset_mfa_command_removes_factors_and_codes_and_is_logged() {
+    let app = TestApp::spawn().await;
+    let user = user_with_mfa(&app, "mfa-cli").await;
+    let run = |address: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_authgraph"))
+            .args(["user", "reset-mfa", address])
+            .env("DATABASE_URL", &app.db.url)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .env(
+                "DATA_DIR",
+                std::env::temp_dir().join(format!("authgraph-cli-{}", uuid::Uuid::new_v4())),
+            )
+            .output()
+            .unwrap()
+    };
+    let output = run(&user.email.to_uppercase());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let user_id = claims(&user.access)["sub"].as_str().unwrap().to_owned();
+    let logged = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("MFA reset")))
+        .unwrap_or_else(|| panic!("no log line of the reset in {stdout}"));
+    assert_eq!(logged["user.id"], user_id.as_str(), "{logged}");
+    assert!(
+        !stdout.contains(&user.email),
+        "the email is never logged: {stdout}"
+    );
+
+    let login = app.login(&user.email, PASSWORD).await;
+    let access = data(&login, "login")["accessToken"].as_str().unwrap().to_owned();
+    let state = app.graphql_as(&access, MFA_STATE, json!({})).await;
+    assert_eq!(data(&state, "me")["factors"], json!([]));
+    assert_eq!(data(&state, "me")["recoveryCodesLeft"], 0);
+    assert!(!run("nobody@example.com").status.success());
+}
