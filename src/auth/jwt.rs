@@ -436,6 +436,19 @@ mod tests {
     }
 
     #[test]
+    fn a_token_without_assurance_claims_proves_no_recent_authentication() {
+        // Tokens issued before tokens carried `auth_time`/`amr` still verify, and step-up
+        // treats them as old.
+        let claims: Claims = serde_json::from_value(json!({
+            "iss": "authgraph", "aud": "authgraph", "sub": Uuid::new_v4(), "sid": Uuid::new_v4(),
+            "role": "USER", "iat": 1, "exp": 2, "jti": Uuid::new_v4(),
+        }))
+        .unwrap();
+        assert!(claims.amr.is_empty() && claims.acr.is_none());
+        assert!(claims.assurance().is_none());
+    }
+
+    #[test]
     fn pem_round_trips_and_keeps_the_kid() {
         for alg in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
             let (key, pem) = SigningKey::generate(alg).unwrap();
