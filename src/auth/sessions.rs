@@ -189,14 +189,16 @@ impl Auth {
         assurance: &Assurance,
         now: DateTime<Utc>,
     ) -> Result<Issued, AuthError> {
-        db::sessions::set_assurance(
-            conn,
-            session.id,
-            &assurance.amr_strings(),
-            assurance.acr(),
-            assurance.auth_time,
-        )
-        .await?;
+        if *assurance != assurance_of(session) {
+            db::sessions::set_assurance(
+                conn,
+                session.id,
+                &assurance.amr_strings(),
+                assurance.acr(),
+                assurance.auth_time,
+            )
+            .await?;
+        }
         db::refresh_tokens::delete_for_session(conn, session.id).await?;
         let (refresh_token, expires) = self
             .issue_refresh_token(conn, session.id, session.absolute_expires_at, now)

@@ -640,3 +640,92 @@ async fn reset_mfa_command_removes_factors_and_codes_and_is_logged() {
     assert_eq!(data(&state, "me")["recoveryCodesLeft"], 0);
     assert!(!run("nobody@example.com").status.success());
 }
+
+/// Everything a subscriber wrote.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_code_or_mfa_token_reaches_a_log() {
+    use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*};
+
+    let app = TestApp::spawn().await;
+    let capture = Capture::default();
+    let writer = {
+        let capture = capture.clone();
+        move || capture.clone()
+    };
+    // Production's JSON lines and the compact format, at TRACE, behind the secrets guard.
+    let subscriber = tracing_subscriber::registry()
+        .with(authgraph::telemetry::secrets_guard())
+        .with(LevelFilter::TRACE)
+        .with(
+            fmt::layer()
+                .compact()
+                .with_ansi(false)
+                .with_writer(writer.clone()),
+        )
+        .with(authgraph::telemetry::JsonLines::new(writer));
+    let scoped = tracing::subscriber::set_default(subscriber);
+    log::set_max_level(log::LevelFilter::Trace);
+
+    let address = email("mfa-redaction");
+    let registered = app.register(&address, PASSWORD).await;
+    let access = registered["accessToken"].as_str().unwrap().to_owned();
+    let body = app.graphql_as(&access, ENROLL, json!({})).await;
+    let enrollment = data(&body, "enrollTotp").clone();
+    let mut authenticator = Authenticator::scan(enrollment["otpauthUri"].as_str().unwrap());
+    let id = enrollment["factorId"].as_str().unwrap();
+    let body = confirm(&app, &access, id, &authenticator.code().await).await;
+    let recovery: Vec<String> = serde_json::from_value(data(&body, "confirmTotp").clone()).unwrap();
+    let token = mfa_token(&app, &address).await;
+    assert_eq!(code(&verify(&app, Some(&token), "000000").await), "INVALID_CODE");
+    let body = verify(&app, Some(&token), &recovery[0]).await;
+    let signed_in = data(&body, "verifyMfa")["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = step_up(&app, &signed_in, &authenticator.code().await).await;
+    let stepped = data(&body, "verifyMfa")["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(scoped);
+
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    for expected in [
+        "TOTP enrollment started",
+        "second factor required",
+        "step-up succeeded",
+    ] {
+        assert!(logs.contains(expected), "the capture lacks {expected:?}");
+    }
+    let mut secrets = vec![
+        enrollment["secret"].as_str().unwrap().to_owned(),
+        enrollment["otpauthUri"].as_str().unwrap().to_owned(),
+        token,
+        signed_in,
+        stepped,
+        address,
+    ];
+    secrets.extend(recovery.iter().cloned());
+    // Recovery codes as typed without their dashes, too.
+    secrets.extend(recovery.iter().map(|c| c.replace('-', "")));
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a log line carries a secret: {}",
+            logs.lines().find(|l| l.contains(secret.as_str())).unwrap_or("")
+        );
+    }
+}
