@@ -729,3 +729,64 @@ async fn no_secret_code_or_mfa_token_reaches_a_log() {
         );
     }
 }
+
+#[tokio::test]
+async fn races_use_a_code_or_an_mfa_token_once_and_any_replica_completes_a_sign_in() {
+    use authgraph::{auth::jwt::SigningKey, state::AppState};
+    use axum::extract::connect_info::MockConnectInfo;
+
+    let app = TestApp::spawn().await;
+    let mut user = user_with_mfa(&app, "mfa-race").await;
+    // A second replica: its own process state and keys; the same database and MFA key.
+    let (key, _) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+    let other = AppState::with_keys((*app.state.config).clone(), vec![key]).unwrap();
+    let other = authgraph::app(other).layer(MockConnectInfo(crate::helpers::CLIENT));
+    let via_other = |token: String, code: String| {
+        let other = other.clone();
+        async move {
+            crate::support_abuse::post_via(&other, VERIFY, json!({ "token": token, "code": code }), &[])
+                .await
+                .body
+        }
+    };
+
+    // One TOTP code, two sign-ins at once (one per replica): exactly one gets in.
+    let (first, second) = (
+        mfa_token(&app, &user.email).await,
+        mfa_token(&app, &user.email).await,
+    );
+    let code_once = user.app.code().await;
+    let (a, b) = tokio::join!(
+        verify(&app, Some(&first), &code_once),
+        via_other(second, code_once.clone())
+    );
+    let mut outcomes = [
+        a["errors"][0]["extensions"]["code"].clone(),
+        b["errors"][0]["extensions"]["code"].clone(),
+    ];
+    outcomes.sort_by_key(Value::to_string);
+    assert_eq!(outcomes, [json!("INVALID_CODE"), Value::Null], "{a}\n{b}");
+
+    // One mfaToken, two different recovery codes at once: one session, one INVALID_TOKEN.
+    let token = mfa_token(&app, &user.email).await;
+    let before = sessions(&app).await;
+    let (a, b) = tokio::join!(
+        verify(&app, Some(&token), &user.recovery_codes[0]),
+        via_other(token.clone(), user.recovery_codes[1].clone())
+    );
+    let mut outcomes = [
+        a["errors"][0]["extensions"]["code"].clone(),
+        b["errors"][0]["extensions"]["code"].clone(),
+    ];
+    outcomes.sort_by_key(Value::to_string);
+    assert_eq!(outcomes, [json!("INVALID_TOKEN"), Value::Null], "{a}\n{b}");
+    assert_eq!(sessions(&app).await, before + 1);
+
+    // A sign-in started on one replica completes on the other.
+    let token = mfa_token(&app, &user.email).await;
+    let body = via_other(token, user.app.code().await).await;
+    assert_eq!(
+        amr(data(&body, "verifyMfa")["accessToken"].as_str().unwrap()),
+        ["pwd", "otp", "mfa"]
+    );
+}
