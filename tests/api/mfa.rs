@@ -641,23 +641,11 @@ async fn reset_mfa_command_removes_factors_and_codes_and_is_logged() {
     assert!(!run("nobody@example.com").status.success());
 }
 
-/// Everything a subscriber wrote.
-#[derive(Clone, Default)]
-struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_code_or_mfa_token_reaches_a_log() {
     use tracing_subscriber::{filter::LevelFilter, fmt, prelude::*};
+
+    use crate::redaction::Capture;
 
     let app = TestApp::spawn().await;
     let capture = Capture::default();
@@ -702,7 +690,7 @@ async fn no_secret_code_or_mfa_token_reaches_a_log() {
         .to_owned();
     drop(scoped);
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     for expected in [
         "TOTP enrollment started",
         "second factor required",
