@@ -1,6 +1,6 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
-//! `keygen`, `user set-role` and `user reset-mfa`, and the service's life cycle (background database
-//! preparation in development, graceful shutdown).
+//! `keygen`, `user set-role` and `user reset-mfa`, and the service's life cycle
+//! (background database preparation in development, graceful shutdown).
 
 use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
 
