@@ -121,6 +121,7 @@ impl Assurance {
 pub enum Requirement {
     /// Adding or removing a sign-in method (factors, recovery codes, passkeys, linked
     /// identities): a recent sign-in, and a recent second factor once the user has one.
+    /// The same rule fits other security-wide changes (ADMIN mutations).
     SignInMethod,
     /// An account change the caller also confirms with their password
     /// (`changePassword`, `deleteAccount` with a password): a recent second factor once
