@@ -6,9 +6,11 @@ pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
+pub mod mfa;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod step_up;
 pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -21,8 +23,10 @@ use uuid::Uuid;
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
+use mfa::MfaPolicy;
 use password::PasswordHasher;
 use refresh_token::PlainToken;
+use step_up::{Assurance, Method};
 use throttle::Throttle;
 
 use crate::db::{
@@ -88,6 +92,9 @@ pub struct Viewer {
     pub user: User,
     /// The session of the access token.
     pub session_id: Uuid,
+    /// How the token says its holder authenticated (`auth_time`, `amr`): what step-up
+    /// is judged on. `None` for a token issued before tokens carried these claims.
+    pub assurance: Option<Assurance>,
 }
 
 impl Viewer {
@@ -107,6 +114,8 @@ pub struct Auth {
     throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
+    /// Second factors and step-up (see `mfa`).
+    mfa: MfaPolicy,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -123,6 +132,8 @@ pub struct AuthParts {
     pub throttle: crate::config::ThrottleConfig,
     /// Renders the mails the email use cases queue (links to `PUBLIC_URL`).
     pub mail: Composer,
+    /// Second factors and step-up.
+    pub mfa: MfaPolicy,
 }
 
 impl Auth {
@@ -135,6 +146,7 @@ impl Auth {
             policy,
             throttle,
             mail,
+            mfa,
         } = parts;
         Self {
             throttle: Throttle::new(db.clone(), throttle),
@@ -143,6 +155,7 @@ impl Auth {
             passwords,
             policy,
             mail,
+            mfa,
         }
     }
 
@@ -197,7 +210,8 @@ impl Auth {
                     .on_constraint("users_email_key", || AuthError::EmailTaken)?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
-                self.open_session(conn, user, client).await
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
             })
             .await?;
         tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
@@ -215,6 +229,7 @@ impl Auth {
             Err(AuthError::InvalidCredentials) => "invalid_credentials",
             Err(AuthError::InvalidInput { .. }) => "invalid_input",
             Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(AuthError::MfaRequired { .. }) => "mfa_required",
             Err(AuthError::Unavailable) => "unavailable",
             Err(_) => "error",
         });
@@ -245,21 +260,42 @@ impl Auth {
             }
         };
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        {
+            let mut conn = self.conn().await?;
+            if db::factors::has_active(&mut conn, user.id).await? {
+                // The attempt stays counted until the second factor clears it: were the right
+                // password to clear the count, each one would buy a fresh round of code guesses.
+                drop(attempt);
+                let mfa_token = self
+                    .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
+                    .await?;
+                info!("password accepted: second factor required");
+                return Err(AuthError::MfaRequired {
+                    mfa_token,
+                    factors: mfa::FACTORS.to_vec(),
+                });
+            }
+        }
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)
+            .transaction::<_, AuthError, _>(async |conn| {
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
+            })
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
     }
 
-    /// Starts a session for `user` and issues its first token pair.
+    /// Starts a session for `user`, authenticated as `assurance` says, and issues its
+    /// first token pair.
     async fn open_session(
         &self,
         conn: &mut AsyncPgConnection,
         user: User,
         client: &ClientInfo,
+        assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
         let now = Utc::now();
         let absolute = now + self.policy.session_max_lifetime;
@@ -277,11 +313,14 @@ impl Auth {
                 last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
+                amr: assurance.amr_strings(),
+                acr: assurance.acr(),
+                auth_time: assurance.auth_time,
             },
         )
         .await?;
         let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
         Ok(Issued {
             user,
             session_id: session.id,
@@ -305,6 +344,7 @@ impl Auth {
         Ok(Viewer {
             user,
             session_id: claims.sid,
+            assurance: claims.assurance(),
         })
     }
 

@@ -3,6 +3,8 @@
 //! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
 
 pub mod email_tokens;
+pub mod factors;
+pub mod mfa_challenges;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod schema;

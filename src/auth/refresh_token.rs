@@ -51,6 +51,11 @@ impl TokenHash {
         &self.0
     }
 
+    /// The digest by value.
+    pub fn to_array(self) -> [u8; 32] {
+        self.0
+    }
+
     /// Hashes token bytes.
     pub fn of(bytes: &[u8]) -> Self {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{
     Auth, AuthError, ClientInfo, Issued,
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
+    step_up::Assurance,
     throttle::TokenCheck,
 };
 use crate::db::{
@@ -27,7 +28,8 @@ enum Refreshed {
     Reused { session_id: Uuid, user_id: Uuid },
 }
 
-fn live(session: &Session, now: DateTime<Utc>) -> bool {
+/// Whether a session still stands at `now`.
+pub(super) fn live(session: &Session, now: DateTime<Utc>) -> bool {
     session.revoked_at.is_none() && session.expires_at > now && session.absolute_expires_at > now
 }
 
@@ -67,6 +69,14 @@ fn decide(
         Some(rotated_at) if now - rotated_at <= grace && successor_opened => Decision::Replay,
         Some(_) => Decision::RevokeSession,
     }
+}
+
+/// How a session was authenticated, as its stored `amr` and `auth_time` say.
+pub(super) fn assurance_of(session: &Session) -> Assurance {
+    Assurance::from_parts(
+        session.amr.iter().flatten().map(String::as_str),
+        session.auth_time,
+    )
 }
 
 impl Auth {
@@ -173,7 +183,9 @@ impl Auth {
     ) -> Result<Issued, AuthError> {
         let expires = (now + self.policy.refresh_ttl).min(session.absolute_expires_at);
         let refresh_token = PlainToken::generate()?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self
+            .keys
+            .issue(user.id, session.id, user.role, &assurance_of(session), now)?;
         let refresh_expires_in = (expires - now).num_seconds();
         let sealed = seal_successor(
             parent,
@@ -203,6 +215,45 @@ impl Auth {
             refresh_token,
             expires_in: self.keys.ttl().as_secs(),
             refresh_expires_in,
+        })
+    }
+
+    /// Gives a live, locked session a new pair claiming `assurance` (password change,
+    /// step-up): its other refresh tokens stop working, as unknown rather than "reused",
+    /// since a tab still holding one is no sign of theft. The user is read fresh.
+    pub(super) async fn reissue(
+        &self,
+        conn: &mut AsyncPgConnection,
+        session: &Session,
+        assurance: &Assurance,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, AuthError> {
+        if *assurance != assurance_of(session) {
+            db::sessions::set_assurance(
+                conn,
+                session.id,
+                &assurance.amr_strings(),
+                assurance.acr(),
+                assurance.auth_time,
+            )
+            .await?;
+        }
+        db::refresh_tokens::delete_for_session(conn, session.id).await?;
+        let (refresh_token, expires) = self
+            .issue_refresh_token(conn, session.id, session.absolute_expires_at, now)
+            .await?;
+        db::sessions::touch(conn, session.id, now, expires).await?;
+        let user = db::users::find(conn, session.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
+        Ok(Issued {
+            user,
+            session_id: session.id,
+            access_token,
+            refresh_token,
+            expires_in: self.keys.ttl().as_secs(),
+            refresh_expires_in: (expires - now).num_seconds(),
         })
     }
 
@@ -278,6 +329,9 @@ mod tests {
             absolute_expires_at: at(absolute),
             revoked_at: revoked.then(|| at(-1)),
             revoked_reason: None,
+            amr: vec![Some("pwd".to_owned())],
+            acr: "aal1".to_owned(),
+            auth_time: at(-100),
         }
     }
 

@@ -17,6 +17,7 @@ mod jwt;
 mod login;
 mod me;
 mod metrics;
+mod mfa;
 mod migrations;
 mod outage;
 mod redaction;
