@@ -71,8 +71,7 @@ Examples:
   authgraph keygen --alg EdDSA --add-to /etc/authgraph/keys.pem";
 
 const USER_HELP: &str = "\
-Reads DATABASE_URL, DATABASE_POOL_SIZE and DATABASE_TIMEOUT, and loads the signing keys
-like `serve` (JWT_KEYS, or DATA_DIR in development).";
+Reads DATABASE_URL and DATABASE_TIMEOUT; needs no signing key (JWT_KEYS is not read).";
 
 /// authgraph: a self-hosted authentication service with a GraphQL API.
 ///
@@ -157,7 +156,13 @@ pub async fn run() -> anyhow::Result<()> {
             command: UserCommand::SetRole { email, role },
         } => {
             let config = Config::from_env()?;
-            let state = AppState::new(config)?;
+            // Fail with the server and the cause ("connection refused"), not the API's
+            // "temporarily unavailable" from a pool that cannot connect.
+            db::connect(config.database_url.expose_secret(), "to set the role").await?;
+            // A throwaway key: this command signs nothing, so it neither demands
+            // JWT_KEYS nor writes a development key into DATA_DIR.
+            let (key, _) = SigningKey::generate(KeyAlgorithm::Es256)?;
+            let state = AppState::with_keys(config, vec![key])?;
             let role = match role {
                 RoleArg::User => Role::User,
                 RoleArg::Admin => Role::Admin,
@@ -186,6 +191,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    config.require_signing_keys()?;
     telemetry::init(config.log_format);
     crate::metrics::install();
     let shutdown_timeout = config.shutdown_timeout;

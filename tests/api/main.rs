@@ -12,6 +12,7 @@ mod e2e;
 mod edge;
 mod email;
 mod federation;
+mod first_use;
 mod helpers;
 mod jwt;
 mod login;
