@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     db::{self, users::Role},
     mail::Worker,
+    retention,
     state::AppState,
     telemetry,
 };
@@ -36,6 +37,8 @@ production). The main ones:
   HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...  (abuse limits)
   MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
   MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
+  RETENTION_SESSIONS, RETENTION_OUTBOX, RETENTION_EMAIL_TOKENS, RETENTION_INTERVAL,
+  RETENTION_BATCH       (deleting what has ended: 30d, 7d, 7d, every 10m, 1000 a batch)
   LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)
   SHUTDOWN_TIMEOUT      30s: how long SIGTERM waits for in-flight requests
 See README.md for every variable and its default.";
@@ -51,7 +54,9 @@ down, /readyz answers 503 until the database is ready, and GraphQL requests answ
 SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
 In production it never touches the schema: run `authgraph migrate` first.
 
-It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables).
+It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables), and
+the retention job, deleting ended sessions, finished mail and expired email tokens
+(RETENTION_* variables; one replica at a time).
 
 SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
 most SHUTDOWN_TIMEOUT while the mail worker finishes its delivery in flight (or releases
@@ -207,6 +212,8 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    let retention =
+        retention::Job::new(state.config.database_url.clone(), state.config.retention.clone()).spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();
@@ -225,7 +232,7 @@ async fn serve() -> anyhow::Result<()> {
         let stop = stop.clone();
         async move {
             stop.cancelled().await;
-            mail_worker.shutdown(mail_grace).await;
+            tokio::join!(mail_worker.shutdown(mail_grace), retention.shutdown());
         }
     });
     let server = axum::serve(

@@ -93,6 +93,39 @@ pub struct MailConfig {
     pub smtp_timeout: Duration,
 }
 
+/// Deleting rows nothing needs any more: how long each kind is kept after it ended, and
+/// how often (and in what batches) the retention job runs.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// `RETENTION_SESSIONS`: how long an ended (revoked or expired) session and its
+    /// refresh tokens are kept: a rotated token presented again within it is still
+    /// recognised as reuse, and audits can still see the session.
+    pub sessions: Duration,
+    /// `RETENTION_OUTBOX`: how long a sent or dead mail's row is kept (its bodies are
+    /// dropped at once; the row is for following up deliveries).
+    pub outbox: Duration,
+    /// `RETENTION_EMAIL_TOKENS`: how long an expired email token is kept (a used one is
+    /// deleted when used).
+    pub email_tokens: Duration,
+    /// `RETENTION_INTERVAL`: time between two pruning passes (one replica prunes at a time).
+    pub interval: Duration,
+    /// `RETENTION_BATCH`: most rows one delete statement touches.
+    pub batch: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            sessions: Duration::from_secs(30 * DAY),
+            outbox: Duration::from_secs(7 * DAY),
+            email_tokens: Duration::from_secs(7 * DAY),
+            interval: Duration::from_secs(600),
+            batch: 1000,
+        }
+    }
+}
+
 /// The whole configuration of one authgraph process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -114,6 +147,8 @@ pub struct Config {
     pub email_from: String,
     /// `MAIL_*`: outbox delivery.
     pub mail: MailConfig,
+    /// `RETENTION_*`: pruning of ended sessions, finished mail and expired tokens.
+    pub retention: RetentionConfig,
     /// `JWT_ISSUER`.
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE`.
@@ -272,6 +307,13 @@ impl Config {
                 breaker_open: duration(&get, "MAIL_BREAKER_OPEN", "60s")?,
                 smtp_timeout: duration(&get, "MAIL_SMTP_TIMEOUT", "30s")?,
             },
+            retention: RetentionConfig {
+                sessions: duration(&get, "RETENTION_SESSIONS", "30d")?,
+                outbox: duration(&get, "RETENTION_OUTBOX", "7d")?,
+                email_tokens: duration(&get, "RETENTION_EMAIL_TOKENS", "7d")?,
+                interval: duration(&get, "RETENTION_INTERVAL", "10m")?,
+                batch: parse(&get, "RETENTION_BATCH", 1000)?,
+            },
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "authgraph".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authgraph".into()),
             jwt_keys,
@@ -320,6 +362,7 @@ impl Config {
             ("GRAPHQL_MAX_FIELDS", self.graphql.max_fields),
             ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
             ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
+            ("RETENTION_BATCH", self.retention.batch),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             bail!("{name} must be greater than zero");
@@ -335,6 +378,7 @@ impl Config {
             ("MAIL_RETRY_BASE", self.mail.retry_base),
             ("MAIL_BREAKER_OPEN", self.mail.breaker_open),
             ("MAIL_SMTP_TIMEOUT", self.mail.smtp_timeout),
+            ("RETENTION_INTERVAL", self.retention.interval),
         ] {
             if ttl.is_zero() {
                 bail!("{name} must be longer than zero");
@@ -558,6 +602,11 @@ mod tests {
         assert_eq!(c.mail.max_attempts, 10);
         assert_eq!(c.mail.breaker_failures, 3);
         assert_eq!(c.mail.breaker_open, Duration::from_secs(60));
+        assert_eq!(c.retention.sessions, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.retention.outbox, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retention.email_tokens, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retention.interval, Duration::from_secs(600));
+        assert_eq!(c.retention.batch, 1000);
     }
 
     #[test]
@@ -701,6 +750,9 @@ mod tests {
             ("MAIL_RETRY_BASE", "soon"),
             ("MAIL_POLL_INTERVAL", "0"),
             ("MAIL_SMTP_TIMEOUT", "-5"),
+            ("RETENTION_SESSIONS", "a month"),
+            ("RETENTION_INTERVAL", "0"),
+            ("RETENTION_BATCH", "0"),
             ("GRAPHIQL_CDN_URL", "unpkg.com"),
             ("GRAPHIQL_CDN_URL", "//cdn.example.com"),
             ("GRAPHIQL_CDN_URL", "https://cdn.example.com/\"><script>"),

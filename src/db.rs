@@ -5,6 +5,7 @@
 pub mod email_tokens;
 pub mod outbox;
 pub mod refresh_tokens;
+pub mod retention;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;

@@ -6,6 +6,8 @@
 //! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
 //!   through a circuit breaker), below auth and above storage;
+//! - retention: [`retention`] (the job deleting ended sessions, finished mail and expired
+//!   tokens), beside mail: a background task over storage that `serve` runs;
 //! - storage: [`db`] (pool, migrations, queries per table).
 //!
 //! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
@@ -19,6 +21,7 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod request;
+pub mod retention;
 pub mod state;
 pub mod telemetry;
 

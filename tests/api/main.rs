@@ -24,6 +24,7 @@ mod redaction;
 mod register;
 mod replicas;
 mod responses;
+mod retention;
 mod robustness;
 mod sessions;
 mod shutdown;
