@@ -98,6 +98,18 @@ impl ::bb8::ErrorSink<PoolError> for ConnectErrors {
     }
 }
 
+/// A pool checkout failure as a person reads it. bb8 says "Timed out in bb8", naming
+/// itself and not the cause: a timeout means no connection could be opened or freed
+/// within `DATABASE_TIMEOUT`.
+pub fn pool_error_message(err: &bb8::RunError) -> String {
+    match err {
+        ::bb8::RunError::TimedOut => "no database connection within DATABASE_TIMEOUT: PostgreSQL is down or \
+                                    unreachable at DATABASE_URL, or every pooled connection is busy"
+            .to_owned(),
+        ::bb8::RunError::User(e) => format!("database connection failed: {e}"),
+    }
+}
+
 /// The pool's counters, for `/metrics`.
 pub fn pool_sample(pool: &DbPool) -> crate::metrics::PoolSample {
     let state = pool.state();

@@ -16,6 +16,7 @@ mod first_use;
 mod helpers;
 mod jwt;
 mod login;
+mod logs;
 mod me;
 mod metrics;
 mod migrations;
