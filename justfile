@@ -53,3 +53,8 @@ ci:
 bench: db-up
     cargo build --release --workspace
     ./target/release/authgraph-bench
+
+# `me` p99 while the retention job prunes a million ended sessions, vs with them present.
+bench-retention: db-up
+    cargo build --release --workspace
+    ./target/release/authgraph-bench --only retention
