@@ -7,9 +7,11 @@ pub mod error;
 pub mod input;
 pub mod jwt;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod sign_in_methods;
 pub mod step_up;
 pub mod throttle;
 
@@ -117,6 +119,8 @@ pub struct Auth {
     mail: Composer,
     /// Second factors and step-up (see `mfa`).
     mfa: MfaPolicy,
+    /// The passkey relying party (see `passkeys`); set by [`Auth::with_passkeys`].
+    passkeys: Option<Arc<passkeys::PasskeyPolicy>>,
 }
 
 impl Auth {
@@ -136,6 +140,7 @@ impl Auth {
             policy,
             mail: Composer::default(),
             mfa,
+            passkeys: None,
         }
     }
 

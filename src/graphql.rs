@@ -8,6 +8,7 @@ pub mod loader;
 pub mod metrics;
 pub mod mfa;
 pub mod mutation;
+pub mod passkeys;
 pub mod query;
 pub mod telemetry;
 pub mod types;
@@ -22,7 +23,11 @@ use crate::{config::GraphqlLimits, state::AppState};
 /// Write operations.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
+pub struct Mutation(
+    mutation::MutationRoot,
+    mfa::MfaMutation,
+    passkeys::PasskeyMutation,
+);
 
 /// The service's schema type.
 pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;

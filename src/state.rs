@@ -13,6 +13,7 @@ use crate::{
         Auth, Policy,
         jwt::JwtKeys,
         mfa::{self, MfaPolicy},
+        passkeys::PasskeyPolicy,
         password::PasswordHasher,
     },
     config::Config,
@@ -137,7 +138,8 @@ impl AppState {
                 MfaPolicy::new(&config.mfa, mfa_key),
             )
             .with_mail(Composer::new(&config.public_url, &config.email_from))
-            .with_throttle(config.throttle.clone()),
+            .with_throttle(config.throttle.clone())
+            .with_passkeys(PasskeyPolicy::new(&config.webauthn)?),
             config: Arc::new(config),
             readiness: Arc::default(),
         })))

@@ -52,7 +52,7 @@ pub fn code_of(err: &AuthError) -> &'static str {
     match err {
         AuthError::InvalidInput { .. } => code::BAD_USER_INPUT,
         AuthError::EmailTaken => code::EMAIL_TAKEN,
-        AuthError::InvalidCredentials => code::INVALID_CREDENTIALS,
+        AuthError::InvalidCredentials | AuthError::PasskeyRefused(_) => code::INVALID_CREDENTIALS,
         AuthError::Unauthenticated(_) => code::UNAUTHENTICATED,
         AuthError::Forbidden => code::FORBIDDEN,
         AuthError::InvalidToken => code::INVALID_TOKEN,
@@ -222,6 +222,7 @@ mod tests {
             (AuthError::input("email", "bad"), "BAD_USER_INPUT"),
             (AuthError::EmailTaken, "EMAIL_TAKEN"),
             (AuthError::InvalidCredentials, "INVALID_CREDENTIALS"),
+            (AuthError::PasskeyRefused("x"), "INVALID_CREDENTIALS"),
             (
                 AuthError::Unauthenticated(TokenProblem::Expired),
                 "UNAUTHENTICATED",
