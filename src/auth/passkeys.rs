@@ -22,7 +22,7 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs_core::{
     WebauthnCore,
-    proto::{AllowCredentials, AuthenticationState, UserVerificationPolicy},
+    proto::{AllowCredentials, AuthenticationState, ResidentKeyRequirement, UserVerificationPolicy},
 };
 
 use super::{
@@ -242,10 +242,15 @@ impl Auth {
         };
         let exclude = existing.into_iter().map(|p| p.credential_id).collect();
         let display = user.display_name.as_deref().unwrap_or(&user.email);
-        let (options, state) = policy
+        let (mut options, state) = policy
             .webauthn
             .start_passkey_registration(user.id, &user.email, display, Some(exclude))
             .map_err(|e| anyhow::anyhow!("starting a passkey registration: {e}"))?;
+        // Ask for a discoverable credential, so `beginPasskeyLogin` without an email finds
+        // it (webauthn-rs leaves residency to the authenticator, which then makes none).
+        if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+            selection.resident_key = Some(ResidentKeyRequirement::Preferred);
+        }
         let state = serde_json::to_string(&state).map_err(anyhow::Error::from)?;
         let id = self
             .store_ceremony(KIND_REGISTRATION, Some(user.id), false, &state)
@@ -433,9 +438,16 @@ impl Auth {
                 let mut cred: Credential = serde_json::from_str(&stored.credential)
                     .map_err(|e| anyhow::Error::from(e).context("stored passkey"))?;
                 cred.counter = u32::try_from(stored.sign_count).unwrap_or(u32::MAX);
+                // webauthn-rs-core refuses any assertion without user verification for a
+                // credential registered with it; API.md instead counts one as a single
+                // factor (MFA_REQUIRED for TOTP users), so the check sees no registration
+                // policy and the result says whether the user was verified.
+                let mut checked = cred.clone();
+                checked.registration_policy = UserVerificationPolicy::Discouraged_DO_NOT_USE;
+                checked.user_verified = false;
                 let result = policy
                     .core
-                    .authenticate_single_credential(&credential, &state, &cred)
+                    .authenticate_single_credential(&credential, &state, &checked)
                     .map_err(|e| {
                         if matches!(e, WebauthnError::CredentialPossibleCompromise) {
                             warn!(
