@@ -279,9 +279,8 @@ impl Auth {
         self.require_step_up(viewer, Requirement::SignInMethod).await?;
         let user_id = viewer.user.id;
         let mut conn = self.conn().await?;
-        let ceremony = db::passkeys::take_live(&mut conn, id, KIND_REGISTRATION)
+        let ceremony = db::passkeys::take_live_of(&mut conn, id, KIND_REGISTRATION, user_id)
             .await?
-            .filter(|c| c.user_id == Some(user_id))
             .ok_or(AuthError::InvalidToken)?;
         let state: PasskeyRegistration = state_of(&ceremony.state)?;
         let passkey: Passkey = policy

@@ -206,6 +206,27 @@ pub async fn take_live(conn: &mut AsyncPgConnection, id: Uuid, kind: &str) -> Qu
     .optional()
 }
 
+/// [`take_live`] for a ceremony begun by `user_id` only: another user's id (leaked or
+/// guessed) neither finishes nor uses up someone else's registration.
+pub async fn take_live_of(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    kind: &str,
+    user_id: Uuid,
+) -> QueryResult<Option<Ceremony>> {
+    diesel::delete(
+        passkey_ceremonies::table
+            .filter(passkey_ceremonies::id.eq(id))
+            .filter(passkey_ceremonies::kind.eq(kind))
+            .filter(passkey_ceremonies::user_id.eq(user_id))
+            .filter(passkey_ceremonies::expires_at.gt(diesel::dsl::now)),
+    )
+    .returning(Ceremony::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
 /// The user row, locked for the rest of the transaction, so changes to a user's sign-in
 /// methods run one at a time (none can remove the last one beside another).
 pub async fn lock_owner(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<User>> {

@@ -301,6 +301,10 @@ async fn a_challenge_finishes_once_within_its_lifetime() {
     let mut erin = holder(&app, "passkey-replay").await;
 
     let (id, credential) = create(&app, &mut erin, ORIGIN).await;
+    // Another user's token neither finishes nor uses up Erin's registration.
+    let mallory = holder(&app, "passkey-mallory").await;
+    let body = finish_registration(&app, &mallory, &id, &credential).await;
+    assert_eq!(code(&body), "INVALID_TOKEN", "{body}");
     data(
         &finish_registration(&app, &erin, &id, &credential).await,
         "finishPasskeyRegistration",

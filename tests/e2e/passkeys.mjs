@@ -8,7 +8,7 @@
 // is configured with WEBAUTHN_RP_ID=localhost and WEBAUTHN_ORIGINS=PAGE_ORIGIN.
 // A screenshot of the page after sign-in is kept in ARTIFACTS_DIR/passkeys.png.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { AUTHGRAPH_URL, PASSWORD, REGISTER, assert, data, email, graphql, steps } from './lib.mjs';
@@ -105,6 +105,8 @@ await steps('passkeys', [
   ['configuration is given', async () => {
     assert.ok(PAGE_ORIGIN && ARTIFACTS, 'PAGE_ORIGIN and ARTIFACTS_DIR must be set (tests/api/e2e.rs sets them)');
     assert.ok(existsSync(EXECUTABLE), `no Chromium at ${EXECUTABLE}`);
+    // Screenshots of an earlier run must not pass for this one's.
+    for (const name of ['passkeys.png', 'passkeys-failure.png']) rmSync(join(ARTIFACTS, name), { force: true });
   }],
   ['launch Chromium and serve the test page from the relying party origin', async () => {
     browser = await chromium.launch({ executablePath: EXECUTABLE, headless: true, args: FLAGS });
