@@ -193,15 +193,7 @@ fn valid_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
 
 impl Auth {
     fn passkey_policy(&self) -> Result<&PasskeyPolicy, AuthError> {
-        self.passkeys
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("passkeys are not configured on this Auth").into())
-    }
-
-    /// Uses `passkeys` as the relying party (without it, passkey use cases fail).
-    pub fn with_passkeys(mut self, passkeys: PasskeyPolicy) -> Self {
-        self.passkeys = Some(std::sync::Arc::new(passkeys));
-        self
+        Ok(&self.passkeys)
     }
 
     async fn store_ceremony(

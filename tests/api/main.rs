@@ -24,6 +24,7 @@ mod passkeys;
 mod redaction;
 mod register;
 mod replicas;
+mod responses;
 mod robustness;
 mod sessions;
 mod shutdown;
