@@ -131,7 +131,8 @@ fn challenge_id(raw: &str) -> Result<Uuid, AuthError> {
     Uuid::parse_str(raw.trim()).map_err(|_| AuthError::InvalidToken)
 }
 
-/// The stored state, or `INVALID_TOKEN`: a state we cannot read finishes nothing.
+/// The stored ceremony state. One we wrote and cannot read is our bug (or a webauthn-rs
+/// upgrade changed its format between begin and finish): internal, not the client's.
 fn state_of<T: serde::de::DeserializeOwned>(state: &str) -> Result<T, AuthError> {
     serde_json::from_str(state)
         .map_err(|e| AuthError::Internal(anyhow::Error::from(e).context("passkey ceremony state")))
@@ -192,10 +193,6 @@ fn valid_name(name: Option<&str>) -> Result<Option<String>, AuthError> {
 }
 
 impl Auth {
-    fn passkey_policy(&self) -> Result<&PasskeyPolicy, AuthError> {
-        Ok(&self.passkeys)
-    }
-
     async fn store_ceremony(
         &self,
         kind: &str,
@@ -204,7 +201,7 @@ impl Auth {
         state: &str,
     ) -> Result<Uuid, AuthError> {
         let id = Uuid::new_v4();
-        let expires_at = Utc::now() + self.passkey_policy()?.challenge_ttl;
+        let expires_at = Utc::now() + self.passkeys.challenge_ttl;
         let mut conn = self.conn().await?;
         db::passkeys::insert_ceremony(
             &mut conn,
@@ -225,7 +222,7 @@ impl Auth {
     /// method does; the caller's passkeys are excluded (no second copy on one device).
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
     pub async fn begin_passkey_registration(&self, viewer: &Viewer) -> Result<Challenge, AuthError> {
-        let policy = self.passkey_policy()?;
+        let policy = &self.passkeys;
         self.require_step_up(viewer, Requirement::SignInMethod).await?;
         let user = &viewer.user;
         let existing = {
@@ -264,7 +261,7 @@ impl Auth {
         credential: Map<String, Value>,
         name: Option<&str>,
     ) -> Result<db::passkeys::Passkey, AuthError> {
-        let policy = self.passkey_policy()?;
+        let policy = &self.passkeys;
         let id = challenge_id(challenge)?;
         let credential: RegisterPublicKeyCredential = parse_credential(credential)?;
         let name = valid_name(name)?;
@@ -319,7 +316,7 @@ impl Auth {
         email: Option<&str>,
         client: &ClientInfo,
     ) -> Result<Challenge, AuthError> {
-        let policy = self.passkey_policy()?;
+        let policy = &self.passkeys;
         let email = email
             .filter(|e| !e.trim().is_empty())
             .map(|e| Email::parse(e, "email"))
@@ -382,7 +379,7 @@ impl Auth {
         credential: Map<String, Value>,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let policy = self.passkey_policy()?;
+        let policy = &self.passkeys;
         let credential: PublicKeyCredential = parse_credential(credential)?;
         let check = self.throttle.token(client).await?;
         let taken = async {
