@@ -7,9 +7,11 @@ pub mod error;
 pub mod input;
 pub mod jwt;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod sign_in_methods;
 pub mod step_up;
 pub mod throttle;
 
@@ -116,6 +118,8 @@ pub struct Auth {
     mail: Composer,
     /// Second factors and step-up (see `mfa`).
     mfa: MfaPolicy,
+    /// The passkey relying party (see `passkeys`).
+    passkeys: Arc<passkeys::PasskeyPolicy>,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -134,6 +138,8 @@ pub struct AuthParts {
     pub mail: Composer,
     /// Second factors and step-up.
     pub mfa: MfaPolicy,
+    /// The passkey relying party.
+    pub passkeys: passkeys::PasskeyPolicy,
 }
 
 impl Auth {
@@ -147,6 +153,7 @@ impl Auth {
             throttle,
             mail,
             mfa,
+            passkeys,
         } = parts;
         Self {
             throttle: Throttle::new(db.clone(), throttle),
@@ -156,6 +163,7 @@ impl Auth {
             policy,
             mail,
             mfa,
+            passkeys: Arc::new(passkeys),
         }
     }
 

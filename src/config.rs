@@ -11,9 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
 pub mod mfa;
+pub mod webauthn;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
 pub use mfa::MfaConfig;
+pub use webauthn::WebauthnConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +204,8 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
     pub mfa: MfaConfig,
+    /// `WEBAUTHN_*`: the passkey relying party.
+    pub webauthn: WebauthnConfig,
 }
 
 impl Config {
@@ -352,6 +356,7 @@ impl Config {
                 suggestions: dev,
             },
             mfa: MfaConfig::from_lookup(&get)?,
+            webauthn: WebauthnConfig::from_lookup(&get, &public_url)?,
         };
         config.check()?;
         Ok(config)

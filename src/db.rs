@@ -6,6 +6,7 @@ pub mod email_tokens;
 pub mod factors;
 pub mod mfa_challenges;
 pub mod outbox;
+pub mod passkeys;
 pub mod refresh_tokens;
 pub mod retention;
 pub mod schema;

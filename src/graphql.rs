@@ -11,6 +11,7 @@ pub mod loader;
 pub mod mfa;
 pub mod mutation;
 pub mod observability;
+pub mod passkeys;
 pub mod query;
 pub mod types;
 
@@ -26,7 +27,11 @@ use crate::{config::GraphqlLimits, state::AppState};
 /// Write operations.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
+pub struct Mutation(
+    mutation::MutationRoot,
+    mfa::MfaMutation,
+    passkeys::PasskeyMutation,
+);
 
 /// The service's schema type.
 pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;

@@ -13,6 +13,7 @@ use crate::{
         Auth, AuthParts, Policy,
         jwt::JwtKeys,
         mfa::{self, MfaPolicy},
+        passkeys::PasskeyPolicy,
         password::PasswordHasher,
     },
     config::Config,
@@ -138,6 +139,7 @@ impl AppState {
             throttle: config.throttle.clone(),
             mail: Composer::new(&config.public_url, &config.email_from),
             mfa: MfaPolicy::new(&config.mfa, mfa_key),
+            passkeys: PasskeyPolicy::new(&config.webauthn)?,
         });
         Ok(Self(Arc::new(App {
             auth,

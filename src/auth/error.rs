@@ -47,6 +47,11 @@ pub enum AuthError {
     /// Signed in, but not allowed.
     #[error("you are not allowed to do this")]
     Forbidden,
+    /// A passkey registration or assertion that failed verification (wrong origin or RP
+    /// id, counter gone back, another account's credential, bad signature): the reason
+    /// says which, for the developer fixing a setup. `INVALID_CREDENTIALS`.
+    #[error("{0}")]
+    PasskeyRefused(&'static str),
     /// A refresh, verification or reset token that is unknown, expired or used.
     #[error("the token is invalid, expired or already used")]
     InvalidToken,

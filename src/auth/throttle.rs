@@ -175,6 +175,26 @@ impl Throttle {
         self.attempt(&subjects).await
     }
 
+    /// Clears the login counts of `email` (and from the client's address) without counting
+    /// an attempt: a sign-in that proved the account's owner by other means than a
+    /// password (a passkey) ends the count as the right password does.
+    pub async fn clear_login(&self, email: &Email, client: &ClientInfo) {
+        let mut subjects = vec![(Limit::LoginAccount, Subject::Email(email))];
+        if let Some(ip) = client.ip {
+            subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
+        }
+        let counted = subjects
+            .iter()
+            .filter_map(|(limit, subject)| Some((*limit, limit.rule(&self.rules)?, subject.key(*limit))))
+            .collect();
+        Attempt {
+            throttle: self.clone(),
+            counted,
+        }
+        .succeeded()
+        .await;
+    }
+
     /// A registration: per address.
     pub async fn register(&self, client: &ClientInfo) -> Result<Attempt, AuthError> {
         self.by_address(Limit::RegisterAddress, client).await

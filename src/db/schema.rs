@@ -56,6 +56,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkey_ceremonies (id) {
+        id -> Uuid,
+        kind -> Text,
+        user_id -> Nullable<Uuid>,
+        email_bound -> Bool,
+        state -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        credential_id -> Bytea,
+        credential -> Text,
+        name -> Nullable<Text>,
+        sign_count -> Int8,
+        backup_eligible -> Bool,
+        backed_up -> Bool,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     recovery_codes (user_id, code_hash) {
         user_id -> Uuid,
         code_hash -> Bytea,
@@ -118,6 +145,8 @@ diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(mfa_factors -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
+diesel::joinable!(passkey_ceremonies -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -127,6 +156,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     mfa_challenges,
     mfa_factors,
     outbox,
+    passkey_ceremonies,
+    passkeys,
     recovery_codes,
     refresh_tokens,
     sessions,

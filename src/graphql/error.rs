@@ -19,7 +19,7 @@ pub fn code_of(err: &AuthError) -> Code {
     match err {
         AuthError::InvalidInput { .. } => Code::BadUserInput,
         AuthError::EmailTaken => Code::EmailTaken,
-        AuthError::InvalidCredentials => Code::InvalidCredentials,
+        AuthError::InvalidCredentials | AuthError::PasskeyRefused(_) => Code::InvalidCredentials,
         AuthError::Unauthenticated(_) => Code::Unauthenticated,
         AuthError::Forbidden => Code::Forbidden,
         AuthError::InvalidToken => Code::InvalidToken,
@@ -190,6 +190,7 @@ mod tests {
             (AuthError::input("email", "bad"), "BAD_USER_INPUT"),
             (AuthError::EmailTaken, "EMAIL_TAKEN"),
             (AuthError::InvalidCredentials, "INVALID_CREDENTIALS"),
+            (AuthError::PasskeyRefused("x"), "INVALID_CREDENTIALS"),
             (
                 AuthError::Unauthenticated(TokenProblem::Expired),
                 "UNAUTHENTICATED",

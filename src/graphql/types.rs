@@ -8,6 +8,7 @@ use super::{
     context::ContextExt,
     guards::{OwnerOnly, OwnerOrAdmin},
     mfa::MfaFactor,
+    passkeys::Passkey,
 };
 use crate::{auth::Issued, db};
 
@@ -112,6 +113,13 @@ impl User {
     async fn factors(&self, ctx: &Context<'_>) -> Result<Option<Vec<MfaFactor>>> {
         let rows = ctx.state().auth.factors_of(self.uuid).await?;
         Ok(Some(rows.into_iter().map(MfaFactor::from).collect()))
+    }
+
+    /// The user's passkeys, oldest first: visible to the user themself only.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn passkeys(&self, ctx: &Context<'_>) -> Result<Option<Vec<Passkey>>> {
+        let rows = ctx.state().auth.passkeys_of(self.uuid).await?;
+        Ok(Some(rows.into_iter().map(Passkey::from).collect()))
     }
 
     /// Unused recovery codes: visible to the user themself only. They belong to the

@@ -191,3 +191,38 @@ fn a_missing_chromium_fails_saying_how_to_get_it() {
         assert!(problem.contains(hint), "{hint}: {problem}");
     }
 }
+
+/// Where the passkey page is served from in the browser (answered by the suite itself, so
+/// nothing listens on it): the relying party origin authgraph is configured with.
+const PASSKEY_PAGE_ORIGIN: &str = "http://localhost:48123";
+
+/// Passkeys in headless Chromium with a CDP virtual authenticator: a page on the relying
+/// party's origin registers one through GraphQL and signs in with it, by email and
+/// discoverable; the screenshot is kept under target/.
+#[tokio::test]
+async fn passkeys_register_and_sign_in_in_a_real_browser() {
+    let browser = chromium().unwrap_or_else(|problem| panic!("{problem}"));
+    let app = TestApp::spawn_with(
+        KeyAlgorithm::Es256,
+        &[
+            ("WEBAUTHN_RP_ID", "localhost"),
+            ("WEBAUTHN_ORIGINS", PASSKEY_PAGE_ORIGIN),
+        ],
+    )
+    .await;
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+    suite(
+        "passkeys.mjs",
+        &[
+            ("AUTHGRAPH_URL", served(&app).await),
+            ("PAGE_ORIGIN", PASSKEY_PAGE_ORIGIN.to_owned()),
+            ("ARTIFACTS_DIR", artifacts.display().to_string()),
+            ("CHROMIUM_PATH", browser.display().to_string()),
+        ],
+    )
+    .await;
+    assert!(
+        artifacts.join("passkeys.png").exists(),
+        "the screenshot was not kept"
+    );
+}

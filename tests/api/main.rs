@@ -22,6 +22,7 @@ mod metrics;
 mod mfa;
 mod migrations;
 mod outage;
+mod passkeys;
 mod redaction;
 mod register;
 mod replicas;

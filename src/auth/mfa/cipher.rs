@@ -14,6 +14,9 @@ pub const KEY_LEN: usize = 32;
 /// Seals and opens TOTP secrets.
 pub struct SecretCipher {
     key: LessSafeKey,
+    /// HMAC-SHA256 under a key derived from the same secret, for values that must be
+    /// stable across replicas and restarts yet unguessable (passkey sign-in decoys).
+    mac: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for SecretCipher {
@@ -26,9 +29,15 @@ impl SecretCipher {
     /// A cipher over 32 key bytes.
     pub fn new(key: &[u8]) -> anyhow::Result<Self> {
         anyhow::ensure!(key.len() == KEY_LEN, "the key must be {KEY_LEN} bytes");
+        let derived = aws_lc_rs::hmac::sign(
+            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+            b"authgraph/mac-key/v1",
+        );
+        let mac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, derived.as_ref());
         let key = UnboundKey::new(&AES_256_GCM, key).map_err(|_| anyhow!("AES-256-GCM key"))?;
         Ok(Self {
             key: LessSafeKey::new(key),
+            mac,
         })
     }
 
@@ -42,6 +51,18 @@ impl SecretCipher {
     /// built without configuration).
     pub fn ephemeral() -> anyhow::Result<Self> {
         Self::new(&random_key()?)
+    }
+
+    /// HMAC-SHA256 of `data` under `purpose` (a label naming the use), keyed by a key
+    /// derived from `MFA_ENCRYPTION_KEY`: the same on every replica, useless without it.
+    pub fn mac(&self, purpose: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut context = aws_lc_rs::hmac::Context::with_key(&self.mac);
+        context.update(purpose);
+        context.update(&[0]);
+        context.update(data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        out
     }
 
     /// Encrypts `plain`, bound to `context` (the row it belongs in): nonce || ciphertext || tag.

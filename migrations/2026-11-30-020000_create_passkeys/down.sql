@@ -1,0 +1,2 @@
+drop table passkey_ceremonies;
+drop table passkeys;
