@@ -181,6 +181,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
     }
     let applied = db::run_migrations(url).await?;
     tracing::info!(count = applied.len(), "migrations applied");
+    crate::auth::account::normalise_stored_emails(url).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod edge;
 mod email;
 mod federation;
 mod helpers;
+mod identity;
 mod jwt;
 mod login;
 mod me;
