@@ -2,6 +2,7 @@
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
 pub mod account;
+pub mod breach;
 pub mod email_flows;
 pub mod error;
 pub mod input;
@@ -108,6 +109,8 @@ pub struct Auth {
     throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
+    /// The breached-password range API, when configured.
+    breach: Option<breach::BreachCheck>,
 }
 
 impl Auth {
@@ -120,6 +123,39 @@ impl Auth {
             passwords,
             policy,
             mail: Composer::default(),
+            breach: None,
+        }
+    }
+
+    /// Checks new passwords against a breached-password range API too.
+    pub fn with_breach_check(mut self, breach: Option<breach::BreachCheck>) -> Self {
+        self.breach = breach;
+        self
+    }
+
+    /// A new password: the policy of [`Password::new_password`] (length, common
+    /// passwords and their variants), then, when configured, the breached-password range
+    /// API, which fails open.
+    pub(crate) async fn new_password(&self, raw: &str, field: &'static str) -> Result<Password, AuthError> {
+        let password = Password::new_password(raw, field)?;
+        self.not_breached(&password, field).await?;
+        Ok(password)
+    }
+
+    async fn not_breached(&self, password: &Password, field: &'static str) -> Result<(), AuthError> {
+        let Some(breach) = &self.breach else {
+            return Ok(());
+        };
+        match breach.breached(password).await {
+            None => Ok(()),
+            Some(_) => {
+                info!("new password refused: it appears in known data breaches");
+                Err(AuthError::input(
+                    field,
+                    "this password is too easy to guess: it appears in known data breaches, so \
+                     attackers try it first. Try a few unrelated words instead.",
+                ))
+            }
         }
     }
 
@@ -166,7 +202,7 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
-        let password = Password::new_password(password, "password")?;
+        let password = self.new_password(password, "password").await?;
         let display_name = display_name.map(DisplayName::parse).transpose()?;
         let _counted = self.throttle.register(client).await?;
         // Hash before taking a connection: a connection is never held across argon2.

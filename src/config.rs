@@ -146,6 +146,8 @@ pub struct Config {
     pub http_rate_limit: Option<HttpRateLimit>,
     /// `THROTTLE_*`: attempt limits on login, register, mail requests and tokens.
     pub throttle: ThrottleConfig,
+    /// `PASSWORDS_BREACH_CHECK_URL`: a breached-password range API (`None`: no check).
+    pub passwords_breach_check_url: Option<String>,
     /// `GRAPHIQL`: serve `/graphiql`.
     pub graphiql: bool,
     /// `GRAPHIQL_CDN_URL`: where the GraphiQL page loads its assets from.
@@ -288,6 +290,7 @@ impl Config {
             trusted_proxy_header: ForwardedHeader::parse(get("TRUSTED_PROXY_HEADER"))?,
             http_rate_limit: HttpRateLimit::from_lookup(&get)?,
             throttle: ThrottleConfig::from_lookup(&get)?,
+            passwords_breach_check_url: abuse::breach_check_url(get("PASSWORDS_BREACH_CHECK_URL"))?,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
             graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,

@@ -103,6 +103,11 @@ impl AppState {
             config.database_timeout,
         );
         let passwords = PasswordHasher::new(config.password_hash_concurrency)?;
+        let breach = config
+            .passwords_breach_check_url
+            .as_deref()
+            .map(crate::auth::breach::BreachCheck::new)
+            .transpose()?;
         let policy = Policy {
             refresh_ttl: config.refresh_token_ttl,
             session_max_lifetime: config.session_max_lifetime,
@@ -111,7 +116,8 @@ impl AppState {
         Ok(Self(Arc::new(App {
             auth: Auth::new(pool, Arc::new(keys), passwords, policy)
                 .with_mail(Composer::new(&config.public_url, &config.email_from))
-                .with_throttle(config.throttle.clone()),
+                .with_throttle(config.throttle.clone())
+                .with_breach_check(breach),
             config: Arc::new(config),
             readiness: Arc::default(),
         })))

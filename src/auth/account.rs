@@ -56,7 +56,7 @@ impl Auth {
         new: &str,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let new = Password::new_password(new, "newPassword")?;
+        let new = self.new_password(new, "newPassword").await?;
         self.confirm_password(viewer, current, client, "password change")
             .await?;
         let hash = self.passwords.hash(new).await?;

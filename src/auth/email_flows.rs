@@ -175,6 +175,8 @@ impl Auth {
                     return Err(AuthError::InvalidToken);
                 }
             }
+            // Only for a live token: junk tokens must not make us call the range service.
+            self.not_breached(&password, "newPassword").await?;
             // Hash before taking a connection: a connection is never held across argon2.
             let password_hash = self.passwords.hash(password).await?;
             let mut conn = self.conn().await?;

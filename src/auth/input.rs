@@ -198,17 +198,26 @@ impl std::fmt::Debug for Password {
 /// Why a password is too easy to guess, if it is (NIST 800-63B: say why it is refused).
 /// The reason names a kind of weakness, never the password. The list is the `passwords`
 /// crate's table of about 100,000 common passwords (ASVS 6.2.4 asks for the top 3000),
-/// checked as typed and lowercased; one repeated character and this service's own name
-/// are refused too, as no list needs to spell them out.
+/// checked as typed and in its normalised forms: lowercased, with the common letter-for-
+/// symbol swaps undone (`P@ssw0rd`), and with digits, years and symbols stripped from
+/// its ends (`Summer2024!`), since guessers try exactly those mutations of each listed
+/// word first. Keyboard walks (`qwertyuiopasdf`, `1qaz2wsx`), one repeated character and
+/// this service's own name are refused too, as no list needs to spell them all out.
 fn too_guessable(password: &str) -> Option<String> {
     let lower = password.to_lowercase();
-    let why = if passwords::analyzer::is_common_password(password)
-        || passwords::analyzer::is_common_password(&lower)
-    {
+    let stripped = strip_affixes(&lower);
+    let why = if is_common(password) || is_common(&lower) {
         "it is on the list of the most common passwords"
+    } else if common_variant(&lower, stripped) {
+        "it is a common password with letters swapped for symbols, or digits, a year or symbols added"
     } else if password.chars().all(|c| password.starts_with(c)) {
         "it repeats a single character"
-    } else if CONTEXT_WORDS.iter().any(|w| lower.contains(w)) {
+    } else if keyboard_walk(&lower) || (stripped.chars().count() >= 4 && keyboard_walk(stripped)) {
+        "it is a run of neighbouring keys or letters"
+    } else if CONTEXT_WORDS
+        .iter()
+        .any(|w| lower.contains(w) || unleet(&lower, 'i').contains(w) || unleet(&lower, 'l').contains(w))
+    {
         "it contains the name of this service"
     } else {
         return None;
@@ -216,6 +225,102 @@ fn too_guessable(password: &str) -> Option<String> {
     Some(format!(
         "this password is too easy to guess: {why}. Try a few unrelated words instead."
     ))
+}
+
+/// Shortest stripped or swapped form worth looking up: shorter ones (`abc`) are in the
+/// list but say nothing about a password built around them.
+const VARIANT_MIN: usize = 4;
+
+fn is_common(candidate: &str) -> bool {
+    passwords::analyzer::is_common_password(candidate)
+}
+
+/// The lowercased password with letter-for-symbol swaps undone and digits, years and
+/// symbols stripped from its ends, in every combination, looked up in the list.
+fn common_variant(lower: &str, stripped: &str) -> bool {
+    // `1` stands for `i` as often as for `l`: try both readings.
+    let mut candidates = vec![stripped.to_owned()];
+    for one in ['i', 'l'] {
+        let swapped = unleet(lower, one);
+        candidates.push(strip_affixes(&swapped).to_owned());
+        candidates.push(unleet(stripped, one));
+        candidates.push(swapped);
+    }
+    candidates
+        .iter()
+        .filter(|c| c.as_str() != lower && c.chars().count() >= VARIANT_MIN)
+        .any(|c| is_common(c))
+}
+
+/// Undoes the usual letter-for-symbol swaps; `one` is how `1` is read.
+fn unleet(s: &str, one: char) -> String {
+    s.chars()
+        .map(|c| match c {
+            '@' | '4' => 'a',
+            '8' => 'b',
+            '(' => 'c',
+            '3' => 'e',
+            '6' | '9' => 'g',
+            '!' | '|' => 'i',
+            '1' => one,
+            '0' => 'o',
+            '$' | '5' => 's',
+            '7' | '+' => 't',
+            '2' => 'z',
+            other => other,
+        })
+        .collect()
+}
+
+/// Strips runs of digits and symbols (a year, `123`, `!`) from both ends.
+fn strip_affixes(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation() || c.is_whitespace())
+}
+
+/// Sequences a finger or a habit walks: keyboard rows (QWERTY, AZERTY, QWERTZ), the
+/// diagonal columns of QWERTY, the alphabet and the digits.
+const WALKS: [&str; 10] = [
+    "`1234567890-=",
+    "qwertyuiop[]\\asdfghjkl;'zxcvbnm,./",
+    "azertyuiopqsdfghjklmwxcvbn",
+    "qwertzuiopasdfghjklyxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik,9ol.0p;/-['=]",
+    "zaq1xsw2cde3vfr4bgt5nhy6mju7,ki8.lo9/;p0",
+    "qazwsxedcrfvtgbyhnujmik,ol.p;/",
+    "abcdefghijklmnopqrstuvwxyz",
+    "0123456789",
+    "!@#$%^&*()_+",
+];
+
+/// True when the whole of `s` is runs of at least three neighbours from [`WALKS`] (in
+/// either direction): `qwertyuiopasdf`, `1qaz2wsx`, `asdfjkl;`, `zyxwvuts`.
+fn keyboard_walk(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() < 3 {
+        return false;
+    }
+    let walks: Vec<String> = WALKS
+        .iter()
+        .flat_map(|w| [(*w).to_owned(), w.chars().rev().collect()])
+        .collect();
+    let mut i = 0;
+    while i < chars.len() {
+        // The longest run starting here that some walk contains: a run no walk contains
+        // has no longer run containing it either, so grow it until it falls out.
+        let contained = |len: usize| {
+            let run: String = chars[i..i + len].iter().collect();
+            walks.iter().any(|w| w.contains(&run))
+        };
+        let mut len = 3;
+        if i + len > chars.len() || !contained(len) {
+            return false;
+        }
+        while i + len < chars.len() && contained(len + 1) {
+            len += 1;
+        }
+        i += len;
+    }
+    true
 }
 
 /// A display name: trimmed, 1 to 64 characters, no control characters.
@@ -428,6 +533,16 @@ mod tests {
             "abcdefgh",
             "monkey123",
             "authgraph",
+            "qwertyuiopasdf",
+            "Qwerty123!",
+            "Summer2024!",
+            "P@ssw0rd123",
+            "1qaz2wsx3edc",
+            "!!Dragon1999",
+            "sdfsdfsdfsdf",
+            "zxcvbnm,./",
+            "Auth9raph!",
+            "L3tm31n!",
         ] {
             match Password::new_password(common, "newPassword") {
                 Err(AuthError::InvalidInput { field, reason }) => {
@@ -446,6 +561,9 @@ mod tests {
             "correct horse battery staple",
             "analytical engine",
             "Tr0ub4dour&3",
+            "purple monkey dishwasher 42",
+            "Quokka-Tangerine-1987",
+            "my cat is called qwerty",
         ] {
             assert!(Password::new_password(fine, "password").is_ok(), "{fine}");
         }

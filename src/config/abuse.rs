@@ -228,6 +228,25 @@ pub fn trusted_proxies(raw: Option<String>) -> anyhow::Result<Vec<IpNet>> {
         .collect()
 }
 
+/// Parses `PASSWORDS_BREACH_CHECK_URL`: the base of a Have I Been Pwned–style range API
+/// (`https://api.pwnedpasswords.com/range`); unset, no breach check.
+pub fn breach_check_url(raw: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(raw) = raw.map(|v| v.trim().trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    let host = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .unwrap_or("");
+    if host.is_empty() || host.starts_with('/') || raw.contains(['?', '#', ' ']) {
+        bail!(
+            "PASSWORDS_BREACH_CHECK_URL must be the http(s) base of a range API, like \
+             `https://api.pwnedpasswords.com/range`, not `{raw}`"
+        );
+    }
+    Ok(Some(raw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +329,23 @@ mod tests {
         );
         assert!(HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT", "fast")])).is_err());
         assert!(HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT_BURST", "0")])).is_err());
+    }
+
+    #[test]
+    fn breach_check_urls_are_http_bases() {
+        assert_eq!(breach_check_url(None).unwrap(), None);
+        assert_eq!(
+            breach_check_url(Some("https://api.pwnedpasswords.com/range/".into())).unwrap(),
+            Some("https://api.pwnedpasswords.com/range".into())
+        );
+        for bad in [
+            "api.pwnedpasswords.com/range",
+            "https://",
+            "https://x/range?k=",
+            "ftp://x",
+        ] {
+            assert!(breach_check_url(Some(bad.into())).is_err(), "{bad}");
+        }
     }
 
     #[test]

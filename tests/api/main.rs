@@ -20,6 +20,7 @@ mod me;
 mod metrics;
 mod migrations;
 mod outage;
+mod passwords;
 mod redaction;
 mod register;
 mod replicas;
