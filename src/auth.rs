@@ -17,6 +17,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 use chrono::Utc;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use secrecy::ExposeSecret;
 use tracing::{info, instrument};
 use uuid::Uuid;
 
@@ -36,6 +37,8 @@ use crate::mail::Composer;
 
 /// Longest user agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
+/// Lifetime of a device token; each sign-in issues a new one.
+pub const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 
 /// Lifetimes of tokens and sessions.
 #[derive(Clone, Debug)]
@@ -55,6 +58,8 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The client address (after trusted-proxy resolution).
     pub ip: Option<IpAddr>,
+    /// The device token the browser holds (its device cookie), unverified.
+    pub device: Option<secrecy::SecretString>,
 }
 
 /// A freshly issued token pair with its session and user.
@@ -253,12 +258,18 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
-        // Counted before the check, so no alias, batch or race gets more checks.
-        let attempt = self.throttle.login(&email, client).await?;
         let user = {
             let mut conn = self.conn().await?;
             db::users::find_by_email(&mut conn, email.as_str()).await?
         };
+        // A device token counts only for the account it was issued for.
+        let device = client
+            .device
+            .as_ref()
+            .and_then(|token| self.keys.verify_device(token.expose_secret()))
+            .filter(|d| user.as_ref().is_some_and(|u| u.id == d.user_id));
+        // Counted before the check, so no alias, batch or race gets more checks.
+        let attempt = self.throttle.login(&email, client, device.map(|d| d.id)).await?;
         let matched = self
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
@@ -281,6 +292,18 @@ impl Auth {
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
+    }
+
+    /// A device token for a browser that has just completed a sign-in to `user_id`
+    /// (OWASP's device cookie): its later logins to that account are counted on their
+    /// own instead of on the address. Only after a complete sign-in (with a second
+    /// factor, once the account has one). `None` if signing fails, which only costs the
+    /// browser that convenience.
+    pub fn device_token(&self, user_id: Uuid) -> Option<String> {
+        self.keys
+            .issue_device(user_id, Utc::now(), DEVICE_TOKEN_TTL)
+            .inspect_err(|e| tracing::warn!(error = %e, "could not sign a device token"))
+            .ok()
     }
 
     /// Starts a session for `user` and issues its first token pair.

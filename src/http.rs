@@ -28,7 +28,7 @@ use tower_http::{
 use crate::{
     auth::ClientInfo,
     graphql::{self, AuthSchema, error::failed_before_execution},
-    request::{REFRESH_COOKIE, RequestContext},
+    request::{DEVICE_COOKIE, REFRESH_COOKIE, RequestContext},
     state::AppState,
 };
 
@@ -403,14 +403,7 @@ fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip()),
     };
-    let refresh_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(REFRESH_COOKIE)?.strip_prefix('='))
-        .filter(|v| !v.is_empty())
-        .map(|v| SecretString::from(v.to_owned()));
+    let refresh_cookie = cookie(headers, REFRESH_COOKIE);
     RequestContext::new(
         text(header::AUTHORIZATION).map(|v| SecretString::from(v.to_owned())),
         refresh_cookie,
@@ -421,11 +414,24 @@ fn request_context(parts: &axum::http::request::Parts) -> RequestContext {
         ClientInfo {
             user_agent: text(header::USER_AGENT).map(str::to_owned),
             ip: client_ip,
+            device: cookie(headers, DEVICE_COOKIE),
         },
         text(header::HeaderName::from_static(X_REQUEST_ID))
             .unwrap_or_default()
             .to_owned(),
     )
+}
+
+/// The first non-empty cookie called `name`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<SecretString> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+        .map(|v| SecretString::from(v.to_owned()))
 }
 
 /// Where async-graphql's GraphiQL page loads React and GraphiQL from.

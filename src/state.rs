@@ -103,6 +103,7 @@ impl AppState {
             config.database_timeout,
         );
         let passwords = PasswordHasher::new(config.password_hash_concurrency)?;
+        crate::auth::breach::install_tls_provider();
         let breach = config
             .passwords_breach_check_url
             .as_deref()

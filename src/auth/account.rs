@@ -123,7 +123,7 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let attempt = self
             .throttle
-            .login(&Email::stored(&viewer.user.email), client)
+            .login(&Email::stored(&viewer.user.email), client, None)
             .await?;
         let stored = Some(viewer.user.password_hash.clone());
         if !self

@@ -27,6 +27,14 @@ const BREAKER_OPEN: Duration = Duration::from_secs(30);
 /// larger is not one.
 const MAX_ANSWER: usize = 1024 * 1024;
 
+/// Makes aws-lc-rs the process's default rustls provider (once; later calls are no-ops).
+/// reqwest is built with rustls but no provider of its own (so it brings no ring), and a
+/// client made without [`BreachCheck`]'s explicit configuration, such as a test's, finds
+/// this one.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// The range API client; cheap to clone.
 #[derive(Clone)]
 pub struct BreachCheck {

@@ -103,8 +103,7 @@ impl Auth {
             .await
         }
         .await;
-        check.settle(&outcome).await;
-        let user_id = outcome?;
+        let user_id = check.settle(outcome).await?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!("email verified");
         Ok(true)
@@ -194,8 +193,7 @@ impl Auth {
             .await
         }
         .await;
-        check.settle(&outcome).await;
-        let (user_id, revoked) = outcome?;
+        let (user_id, revoked) = check.settle(outcome).await?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!(sessions.revoked = revoked, "password reset");
         Ok(true)

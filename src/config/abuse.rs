@@ -77,6 +77,9 @@ pub struct ThrottleConfig {
     pub login_account: Option<ThrottleRule>,
     /// `THROTTLE_LOGIN_ADDRESS`: failed logins from one address on any account.
     pub login_address: Option<ThrottleRule>,
+    /// `THROTTLE_LOGIN_DEVICE`: failed logins on one account from a browser holding a
+    /// device token of it (instead of the two address limits).
+    pub login_device: Option<ThrottleRule>,
     /// `THROTTLE_REGISTER_ADDRESS`: registrations from one address.
     pub register_address: Option<ThrottleRule>,
     /// `THROTTLE_EMAIL_ADDRESS`: verification and reset mail requests from one address.
@@ -88,10 +91,11 @@ pub struct ThrottleConfig {
 }
 
 /// The defaults, with their reasons in the README ("Abuse resistance").
-pub const THROTTLE_DEFAULTS: [(&str, &str); 7] = [
+pub const THROTTLE_DEFAULTS: [(&str, &str); 8] = [
     ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1s..1h"),
     ("THROTTLE_LOGIN_ACCOUNT", "100/24h,1s..15m"),
     ("THROTTLE_LOGIN_ADDRESS", "50/1h,1s..15m"),
+    ("THROTTLE_LOGIN_DEVICE", "5/24h,1s..1h"),
     ("THROTTLE_REGISTER_ADDRESS", "10/1h"),
     ("THROTTLE_EMAIL_ADDRESS", "20/1h"),
     ("THROTTLE_EMAIL_RECIPIENT", "3/1h"),
@@ -118,6 +122,7 @@ impl ThrottleConfig {
             login_account_address: rule("THROTTLE_LOGIN_ACCOUNT_ADDRESS")?,
             login_account: rule("THROTTLE_LOGIN_ACCOUNT")?,
             login_address: rule("THROTTLE_LOGIN_ADDRESS")?,
+            login_device: rule("THROTTLE_LOGIN_DEVICE")?,
             register_address: rule("THROTTLE_REGISTER_ADDRESS")?,
             email_address: rule("THROTTLE_EMAIL_ADDRESS")?,
             email_recipient: rule("THROTTLE_EMAIL_RECIPIENT")?,
@@ -131,6 +136,7 @@ impl ThrottleConfig {
             login_account_address: None,
             login_account: None,
             login_address: None,
+            login_device: None,
             register_address: None,
             email_address: None,
             email_recipient: None,

@@ -6,6 +6,7 @@
 
 mod account;
 mod attacks;
+mod bystanders;
 mod cli;
 mod cookies;
 mod e2e;
