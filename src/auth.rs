@@ -262,6 +262,10 @@ impl Auth {
             let mut conn = self.conn().await?;
             db::users::find_by_email(&mut conn, email.as_str()).await?
         };
+        // Known before the attempt is counted, so a lockout line names the account too.
+        if let Some(user) = &user {
+            tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        }
         // A device token counts only for the account it was issued for.
         let device = client
             .device
@@ -274,17 +278,10 @@ impl Auth {
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
-        let user = match user {
-            Some(user) if matched => user,
-            other => {
-                if let Some(user) = other {
-                    tracing::Span::current().record("user.id", tracing::field::display(user.id));
-                }
-                info!("login failed: invalid credentials");
-                return Err(AuthError::InvalidCredentials);
-            }
+        let Some(user) = user.filter(|_| matched) else {
+            info!("login failed: invalid credentials");
+            return Err(AuthError::InvalidCredentials);
         };
-        tracing::Span::current().record("user.id", tracing::field::display(user.id));
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn

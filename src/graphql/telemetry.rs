@@ -13,6 +13,8 @@ use async_graphql::{
 };
 use tracing::{Instrument, field::Empty};
 
+use crate::request::RequestContext;
+
 /// Longest operation name recorded (names are client-chosen).
 const NAME_MAX: usize = 100;
 
@@ -54,7 +56,15 @@ impl Extension for TelemetryExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         // `user.id` is recorded by whoever learns the caller (`RequestContext::viewer`,
         // the mutations that sign someone in), so every line of the operation names them.
-        let span = tracing::info_span!("graphql", operation.name = Empty, user.id = Empty);
+        // `client.address` is recorded in `execute`, once the request's data is attached:
+        // every security event of the operation (failed logins, lockouts, token reuse)
+        // then names the address it came from.
+        let span = tracing::info_span!(
+            "graphql",
+            operation.name = Empty,
+            user.id = Empty,
+            client.address = Empty
+        );
         let started = Instant::now();
         let response = next.run(ctx).instrument(span.clone()).await;
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -89,6 +99,13 @@ impl Extension for TelemetryExtension {
         // client-supplied `operationName` that matches nothing never gets here).
         if let (Some(name), Ok(mut slot)) = (operation_name, self.operation.lock()) {
             *slot = Some(name.chars().take(NAME_MAX).collect());
+        }
+        // The address after trusted-proxy resolution, not the TCP peer.
+        if let Some(ip) = ctx
+            .data_opt::<RequestContext>()
+            .and_then(|request| request.client.ip)
+        {
+            tracing::Span::current().record("client.address", tracing::field::display(ip));
         }
         next.run(ctx, operation_name).await
     }

@@ -26,6 +26,7 @@ mod redaction;
 mod register;
 mod replicas;
 mod robustness;
+mod security_log;
 mod sessions;
 mod shutdown;
 mod smtp_sink;
