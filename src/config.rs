@@ -62,6 +62,8 @@ pub struct GraphqlLimits {
     pub max_complexity: usize,
     /// Most aliases allowed in one document.
     pub max_aliases: usize,
+    /// Most field selections in one document, fragments expanded.
+    pub max_fields: usize,
     /// Most directives allowed on one field.
     pub max_directives: usize,
     /// Deepest allowed recursion while walking a document (fragments included).
@@ -301,6 +303,7 @@ impl Config {
                 max_depth: parse(&get, "GRAPHQL_MAX_DEPTH", 10)?,
                 max_complexity: parse(&get, "GRAPHQL_MAX_COMPLEXITY", 200)?,
                 max_aliases: parse(&get, "GRAPHQL_MAX_ALIASES", 10)?,
+                max_fields: parse(&get, "GRAPHQL_MAX_FIELDS", 1000)?,
                 max_directives: parse(&get, "GRAPHQL_MAX_DIRECTIVES", 10)?,
                 max_recursive_depth: parse(&get, "GRAPHQL_MAX_RECURSIVE_DEPTH", 32)?,
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
@@ -318,6 +321,7 @@ impl Config {
             ("PASSWORD_HASH_CONCURRENCY", self.password_hash_concurrency),
             ("GRAPHQL_MAX_DEPTH", self.graphql.max_depth),
             ("GRAPHQL_MAX_COMPLEXITY", self.graphql.max_complexity),
+            ("GRAPHQL_MAX_FIELDS", self.graphql.max_fields),
             ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
             ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
         ];
