@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
 
-pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
+pub use abuse::{ForwardedHeader, HttpRateLimit, HttpServerLimits, ThrottleConfig, ThrottleRule};
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// `PASSWORDS_BREACH_CHECK_URL`: a breached-password range API (`None`: no check).
     pub passwords_breach_check_url: Option<String>,
+    /// `HTTP_HEADER_TIMEOUT`, `HTTP_BODY_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `HTTP_MAX_CONNECTIONS`.
+    pub http_server: HttpServerLimits,
     /// `GRAPHIQL`: serve `/graphiql`.
     pub graphiql: bool,
     /// `GRAPHIQL_CDN_URL`: where the GraphiQL page loads its assets from.
@@ -293,6 +295,7 @@ impl Config {
             http_rate_limit: HttpRateLimit::from_lookup(&get)?,
             throttle: ThrottleConfig::from_lookup(&get)?,
             passwords_breach_check_url: abuse::breach_check_url(get("PASSWORDS_BREACH_CHECK_URL"))?,
+            http_server: HttpServerLimits::from_lookup(&get)?,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
             graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,
@@ -391,6 +394,7 @@ pub fn parse_duration(raw: &str) -> Option<Duration> {
     let (digits, unit) = raw.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,

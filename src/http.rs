@@ -12,6 +12,7 @@ mod probes;
 mod rate_limit;
 mod request_context;
 mod response;
+pub mod server;
 
 use axum::{Router, extract::Request, http::StatusCode, response::Html, routing::get};
 use tower_http::{

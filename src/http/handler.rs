@@ -37,15 +37,36 @@ pub(crate) async fn graphql_post(State(http): State<Http>, request: Request) -> 
         );
     }
     let limit = http.state.config.body_limit;
+    let too_large = || {
+        // The rest of the body is never read: the connection cannot carry another
+        // request, so say it closes.
+        closing(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::PayloadTooLarge,
+            &format!("the request body is larger than {limit} bytes"),
+            format,
+        ))
+    };
+    // A declared length over the limit is refused at once, before a byte of the body is
+    // read: waiting for 100 MB only to refuse them holds the connection for nothing.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
-        Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(
+        Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(status) if status == StatusCode::REQUEST_TIMEOUT => {
+            return closing(error_response(
                 status,
-                Code::PayloadTooLarge,
-                &format!("the request body is larger than {limit} bytes"),
+                Code::RequestTimeout,
+                "the request body did not arrive in time",
                 format,
-            );
+            ));
         }
         Err(status) => {
             return error_response(
@@ -117,14 +138,19 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
-                || err.into_inner().is::<http_body_util::LengthLimitError>();
-            Err(if too_large {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            })
+            // The cause sits a layer or two down (axum wraps the body's own error).
+            let chain = || std::iter::successors(std::error::Error::source(&err), |e| e.source());
+            let too_large = chain().any(|e| e.is::<http_body_util::LengthLimitError>());
+            let timed_out = chain().any(|e| e.is::<super::server::BodyTimeout>());
+            Err(
+                if too_large || err.into_inner().is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else if timed_out {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+            )
         }
     }
 }
@@ -186,4 +212,12 @@ async fn execute(
     let context = request_context(parts);
     let response = http.schema.execute(gql.data(context)).await;
     graphql_response(&response, format)
+}
+
+/// `response` with `Connection: close`, for a refusal that leaves the body unread.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }

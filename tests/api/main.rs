@@ -36,4 +36,5 @@ mod support_pg;
 mod support_process;
 mod support_sql;
 mod throttle;
+mod timeouts;
 mod transport;
