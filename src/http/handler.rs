@@ -5,7 +5,7 @@ use async_graphql::parser::types::OperationType;
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
 
@@ -22,6 +22,9 @@ pub(crate) async fn graphql_post(State(http): State<Http>, request: Request) -> 
     let Some(format) = negotiate(&parts.headers) else {
         return not_acceptable();
     };
+    if let Some(refused) = ambiguous_credentials(&parts.headers, format) {
+        return refused;
+    }
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -161,6 +164,9 @@ pub(crate) async fn graphql_get(State(http): State<Http>, request: Request) -> R
     let Some(format) = negotiate(&parts.headers) else {
         return not_acceptable();
     };
+    if let Some(refused) = ambiguous_credentials(&parts.headers, format) {
+        return refused;
+    }
     let gql = match async_graphql::http::parse_query_string(parts.uri.query().unwrap_or("")) {
         Ok(request) => request,
         Err(_) => {
@@ -220,4 +226,19 @@ fn closing(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// Refuses a request with more than one `Authorization` header. We would read the first
+/// and a gateway or proxy in front of us may read the last (or join them), so the two
+/// would disagree about who the caller is: neither guess is safe.
+fn ambiguous_credentials(headers: &HeaderMap, format: Negotiated) -> Option<Response> {
+    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+    authorizations.next()?;
+    authorizations.next()?;
+    Some(error_response(
+        StatusCode::BAD_REQUEST,
+        Code::BadRequest,
+        "send at most one Authorization header",
+        format,
+    ))
 }

@@ -45,7 +45,14 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
     )
 }
 
-/// The first non-empty cookie called `name`.
+/// The first cookie called `name` (`None` if it is empty).
+///
+/// A browser can hold two cookies of one name with different paths: after
+/// `REFRESH_COOKIE_PATH` changes, the old one lives on until it expires. Refusing the
+/// request would lock that user out; the first one is the one to use, because a browser
+/// sends cookies with longer (more specific) paths first (RFC 6265, section 5.4, step 2),
+/// and the most specific path is the one this service set for the route it serves.
+/// Cookie header lines are read in order (HTTP/2 sends one line per cookie).
 fn cookie(headers: &HeaderMap, name: &str) -> Option<SecretString> {
     headers
         .get_all(header::COOKIE)
@@ -53,6 +60,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<SecretString> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+        .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(|v| SecretString::from(v.to_owned()))
 }

@@ -5,6 +5,7 @@
 )]
 
 mod account;
+mod ambiguity;
 mod attacks;
 mod bystanders;
 mod cli;
