@@ -98,7 +98,19 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("");
                     // The path only: a GET query string carries the GraphQL document and variables.
                     // (`operation.name` and `user.id` are on the `graphql` span inside it.)
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    let span = tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        client.address = tracing::field::Empty
+                    );
+                    // Resolved by the edge layer outside: every security event of the
+                    // request (an HTTP 429, a failed login, a lockout) names its client.
+                    if let Some(ip) = req.extensions().get::<client_ip::ClientAddr>().and_then(|c| c.0) {
+                        span.record("client.address", tracing::field::display(ip));
+                    }
+                    span
                 }),
         )
         // Outermost: the request id exists before the span opens, and 429s and

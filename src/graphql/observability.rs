@@ -20,7 +20,6 @@ use async_graphql::{
 use tracing::{Instrument, field::Empty};
 
 use super::code::Code;
-use crate::request::RequestContext;
 
 /// Longest operation name logged (names are client-chosen).
 const NAME_MAX: usize = 100;
@@ -91,15 +90,7 @@ impl Extension for PerRequest {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         // `user.id` is recorded by whoever learns the caller (`RequestContext::viewer`,
         // the mutations that sign someone in), so every line of the operation names them.
-        // `client.address` is recorded in `execute`, once the request's data is attached:
-        // every security event of the operation (failed logins, lockouts, token reuse)
-        // then names the address it came from.
-        let span = tracing::info_span!(
-            "graphql",
-            operation.name = Empty,
-            user.id = Empty,
-            client.address = Empty
-        );
+        let span = tracing::info_span!("graphql", operation.name = Empty, user.id = Empty);
         let started = Instant::now();
         let response = next.run(ctx).instrument(span.clone()).await;
         let elapsed = started.elapsed();
@@ -165,13 +156,6 @@ impl Extension for PerRequest {
         let name = operation_name.map(|n| n.chars().take(NAME_MAX).collect::<String>());
         if let Some(name) = &name {
             tracing::Span::current().record("operation.name", name.as_str());
-        }
-        // The address after trusted-proxy resolution, not the TCP peer.
-        if let Some(ip) = ctx
-            .data_opt::<RequestContext>()
-            .and_then(|request| request.client.ip)
-        {
-            tracing::Span::current().record("client.address", tracing::field::display(ip));
         }
         self.update(|op| {
             op.kind = op

@@ -125,6 +125,22 @@ async fn security_events_name_the_client_address_and_the_user() {
         "192.0.2.99",
         Some(&user_id),
     );
+    // The HTTP limit's refusals too.
+    let tight = TestApp::spawn_with(
+        KeyAlgorithm::Es256,
+        &[("HTTP_RATE_LIMIT", "1/h"), ("HTTP_RATE_LIMIT_BURST", "1")],
+    )
+    .await;
+    let flooder = router_from(&tight, "198.51.100.77:9");
+    for _ in 0..2 {
+        post_via(&flooder, "{ __typename }", json!({}), &[]).await;
+    }
+    assert_named(
+        &events(&capture, "request refused"),
+        "HTTP 429",
+        "198.51.100.77",
+        None,
+    );
     let token_refusals: Vec<Value> = events(&capture, "attempt refused")
         .into_iter()
         .filter(|l| l["limit"] == "token.address")
