@@ -7,15 +7,16 @@ pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
+pub mod mfa;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod step_up;
 pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::ExposeSecret;
 use tracing::{info, instrument};
@@ -24,12 +25,14 @@ use uuid::Uuid;
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
+use mfa::MfaPolicy;
 use password::PasswordHasher;
 use refresh_token::PlainToken;
+use step_up::{Assurance, Method};
 use throttle::Throttle;
 
 use crate::db::{
-    self, DbConn, DbPool,
+    self, DbConn, DbPool, ResultExt,
     sessions::{NewSession, Session},
     users::{NewUser, Role, User},
 };
@@ -95,6 +98,9 @@ pub struct Viewer {
     pub user: User,
     /// The session of the access token.
     pub session_id: Uuid,
+    /// How the token says its holder authenticated (`auth_time`, `amr`): what step-up
+    /// is judged on. `None` for a token issued before tokens carried these claims.
+    pub assurance: Option<Assurance>,
 }
 
 impl Viewer {
@@ -114,28 +120,55 @@ pub struct Auth {
     throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
+    /// Second factors and step-up (see `mfa`).
+    mfa: MfaPolicy,
     /// The breached-password range API, when configured.
     breach: Option<breach::BreachCheck>,
 }
 
+/// Everything [`Auth`] is made of, built once at start-up.
+pub struct AuthParts {
+    /// The connection pool.
+    pub db: DbPool,
+    /// Signing and verification keys.
+    pub keys: Arc<JwtKeys>,
+    /// The argon2 hasher with its bounded queue.
+    pub passwords: PasswordHasher,
+    /// Token and session lifetimes.
+    pub policy: Policy,
+    /// Attempt limits.
+    pub throttle: crate::config::ThrottleConfig,
+    /// Renders the mails the email use cases queue (links to `PUBLIC_URL`).
+    pub mail: Composer,
+    /// Second factors and step-up.
+    pub mfa: MfaPolicy,
+    /// The breached-password range API (`PASSWORDS_BREACH_CHECK_URL`), if any.
+    pub breach: Option<breach::BreachCheck>,
+}
+
 impl Auth {
-    /// Wires the service.
-    pub fn new(db: DbPool, keys: Arc<JwtKeys>, passwords: PasswordHasher, policy: Policy) -> Self {
-        Self {
-            throttle: Throttle::new(db.clone(), crate::config::ThrottleConfig::default()),
+    /// Wires the service from all its parts: there are no defaults to forget.
+    pub fn new(parts: AuthParts) -> Self {
+        let AuthParts {
             db,
             keys,
             passwords,
             policy,
-            mail: Composer::default(),
-            breach: None,
+            throttle,
+            mail,
+            mfa,
+            breach,
+        } = parts;
+        Self {
+            throttle: Throttle::new(db.clone(), throttle),
+            db,
+            keys,
+            passwords,
+            policy,
+            mail,
+            mfa,
+            breach,
         }
-    }
-
-    /// Checks new passwords against a breached-password range API too.
-    pub fn with_breach_check(mut self, breach: Option<breach::BreachCheck>) -> Self {
-        self.breach = breach;
-        self
     }
 
     /// A new password: the policy of [`Password::new_password`] (length, common
@@ -164,12 +197,6 @@ impl Auth {
         }
     }
 
-    /// Replaces the attempt limits (the default is [`crate::config::ThrottleConfig::default`]).
-    pub fn with_throttle(mut self, rules: crate::config::ThrottleConfig) -> Self {
-        self.throttle = Throttle::new(self.db.clone(), rules);
-        self
-    }
-
     /// The attempt limits, for use cases that count attempts.
     pub fn throttle(&self) -> &Throttle {
         &self.throttle
@@ -178,11 +205,6 @@ impl Auth {
     /// The signing and verification keys.
     pub fn keys(&self) -> &JwtKeys {
         &self.keys
-    }
-
-    /// The connection pool.
-    pub fn db(&self) -> &DbPool {
-        &self.db
     }
 
     /// The password hasher (for its queue metrics).
@@ -221,17 +243,13 @@ impl Auth {
                     password_hash: &password_hash,
                     display_name: display_name.as_ref().map(DisplayName::as_str),
                 };
-                let user = db::users::insert(conn, &new).await.map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
-                        if info.constraint_name() == Some("users_email_key") =>
-                    {
-                        AuthError::EmailTaken
-                    }
-                    other => other.into(),
-                })?;
+                let user = db::users::insert(conn, &new)
+                    .await
+                    .on_constraint("users_email_key", || AuthError::EmailTaken)?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
-                self.open_session(conn, user, client).await
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
             })
             .await?;
         tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
@@ -249,6 +267,7 @@ impl Auth {
             Err(AuthError::InvalidCredentials) => "invalid_credentials",
             Err(AuthError::InvalidInput { .. }) => "invalid_input",
             Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(AuthError::MfaRequired { .. }) => "mfa_required",
             Err(AuthError::Unavailable) => "unavailable",
             Err(_) => "error",
         });
@@ -266,14 +285,9 @@ impl Auth {
         if let Some(user) = &user {
             tracing::Span::current().record("user.id", tracing::field::display(user.id));
         }
-        // A device token counts only for the account it was issued for.
-        let device = client
-            .device
-            .as_ref()
-            .and_then(|token| self.keys.verify_device(token.expose_secret()))
-            .filter(|d| user.as_ref().is_some_and(|u| u.id == d.user_id));
+        let device = user.as_ref().and_then(|u| self.device_of(client, u.id));
         // Counted before the check, so no alias, batch or race gets more checks.
-        let attempt = self.throttle.login(&email, client, device.map(|d| d.id)).await?;
+        let attempt = self.throttle.login(&email, client, device).await?;
         let matched = self
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
@@ -282,13 +296,41 @@ impl Auth {
             info!("login failed: invalid credentials");
             return Err(AuthError::InvalidCredentials);
         };
+        {
+            let mut conn = self.conn().await?;
+            if db::factors::has_active(&mut conn, user.id).await? {
+                // The attempt stays counted until the second factor clears it: were the right
+                // password to clear the count, each one would buy a fresh round of code guesses.
+                drop(attempt);
+                let mfa_token = self
+                    .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
+                    .await?;
+                info!("password accepted: second factor required");
+                return Err(AuthError::MfaRequired {
+                    mfa_token,
+                    factors: mfa::FACTORS.to_vec(),
+                });
+            }
+        }
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)
+            .transaction::<_, AuthError, _>(async |conn| {
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
+            })
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
+    }
+
+    /// The id of the device token the client holds, if it is valid and was issued for
+    /// `user_id` (for another account it counts for nothing): password and code checks
+    /// on that account are then counted per device instead of per address.
+    pub(crate) fn device_of(&self, client: &ClientInfo, user_id: Uuid) -> Option<Uuid> {
+        let token = client.device.as_ref()?;
+        let device = self.keys.verify_device(token.expose_secret())?;
+        (device.user_id == user_id).then_some(device.id)
     }
 
     /// A device token for a browser that has just completed a sign-in to `user_id`
@@ -303,12 +345,14 @@ impl Auth {
             .ok()
     }
 
-    /// Starts a session for `user` and issues its first token pair.
+    /// Starts a session for `user`, authenticated as `assurance` says, and issues its
+    /// first token pair.
     async fn open_session(
         &self,
         conn: &mut AsyncPgConnection,
         user: User,
         client: &ClientInfo,
+        assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
         let now = Utc::now();
         let absolute = now + self.policy.session_max_lifetime;
@@ -326,11 +370,14 @@ impl Auth {
                 last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
+                amr: assurance.amr_strings(),
+                acr: assurance.acr(),
+                auth_time: assurance.auth_time,
             },
         )
         .await?;
         let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
         Ok(Issued {
             user,
             session_id: session.id,
@@ -354,6 +401,7 @@ impl Auth {
         Ok(Viewer {
             user,
             session_id: claims.sid,
+            assurance: claims.assurance(),
         })
     }
 

@@ -10,8 +10,10 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
+pub mod mfa;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, HttpServerLimits, ThrottleConfig, ThrottleRule};
+pub use mfa::MfaConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +169,8 @@ pub struct Config {
     /// `GRAPHQL_MAX_DEPTH`, `GRAPHQL_MAX_COMPLEXITY`, `GRAPHQL_MAX_ALIASES`, ... and the
     /// introspection and suggestion switches.
     pub graphql: GraphqlLimits,
+    /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -312,6 +316,7 @@ impl Config {
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
                 suggestions: dev,
             },
+            mfa: MfaConfig::from_lookup(&get, !dev)?,
         };
         config.check()?;
         Ok(config)
@@ -387,7 +392,7 @@ fn duration(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) ->
     })
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+/// Parses `90`, `90s`, `15m`, `12h`, `30d` or `250ms`.
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
@@ -461,7 +466,15 @@ mod tests {
 
     #[test]
     fn production_turns_off_development_conveniences() {
-        let c = config(&[("APP_ENV", "production"), ("JWT_KEYS", "/etc/keys.pem")]).unwrap();
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_KEYS", "/etc/keys.pem"),
+            (
+                "MFA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+        ])
+        .unwrap();
         assert!(!c.graphiql && !c.graphql.introspection && !c.graphql.suggestions);
         assert_eq!(c.log_format, LogFormat::Json);
     }
@@ -526,6 +539,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("15 minutes"), None);
         assert_eq!(parse_duration(""), None);
     }

@@ -317,9 +317,13 @@ impl Extension for DocumentLimits {
                 "the document nests brackets more than {MAX_NESTING} deep"
             )));
         }
-        // Uncoded: `ErrorCodes` codes it and strips the quoted source line.
-        let doc =
-            async_graphql::parser::parse_query(query).map_err(|e| ServerError::new(e.to_string(), None))?;
+        let doc = async_graphql::parser::parse_query(query).map_err(|e| match e {
+            // Uncoded: `ErrorCodes` codes it and strips the quoted source line.
+            async_graphql::parser::Error::Syntax { .. } => ServerError::new(e.to_string(), None),
+            // The parser also enforces what the spec calls validation rules (Lone
+            // Anonymous Operation, Operation and Fragment Name Uniqueness).
+            other => refusal(other.to_string()),
+        })?;
         if let Some(why) = self.limits.check(&doc) {
             return Err(refusal(why));
         }

@@ -137,6 +137,36 @@ impl GraphqlBody {
     }
 }
 
+/// A GraphQL-over-HTTP GET: the same fields as a POST body, `variables` and
+/// `extensions` as JSON text. (async-graphql's own parser looks for `operation_name`,
+/// so a client's `operationName` was ignored.)
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GraphqlQueryString {
+    query: String,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<String>,
+}
+
+impl GraphqlQueryString {
+    fn parse(query_string: &str) -> Option<async_graphql::Request> {
+        let fields: Self = serde_urlencoded::from_str(query_string).ok()?;
+        let variables = match fields.variables.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(serde_json::from_str(text).ok()?),
+        };
+        GraphqlBody {
+            query: fields.query,
+            operation_name: fields.operation_name,
+            variables,
+            extensions: None,
+        }
+        .into_request()
+    }
+}
+
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
@@ -167,9 +197,9 @@ pub(crate) async fn graphql_get(State(http): State<Http>, request: Request) -> R
     if let Some(refused) = ambiguous_credentials(&parts.headers, format) {
         return refused;
     }
-    let gql = match async_graphql::http::parse_query_string(parts.uri.query().unwrap_or("")) {
-        Ok(request) => request,
-        Err(_) => {
+    let gql = match GraphqlQueryString::parse(parts.uri.query().unwrap_or("")) {
+        Some(request) => request,
+        None => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 Code::BadRequest,
@@ -216,8 +246,26 @@ async fn execute(
     format: Negotiated,
 ) -> Response {
     let context = request_context(parts);
-    let response = http.schema.execute(gql.data(context)).await;
-    graphql_response(&response, format)
+    let limit = http.state.config.request_timeout;
+    // Dropping the execution cancels it where it waits: a transaction not yet committed
+    // is never committed (its connection leaves the pool, so PostgreSQL rolls it back).
+    match tokio::time::timeout(limit, http.schema.execute(gql.data(context))).await {
+        Ok(response) => graphql_response(&response, format),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = limit.as_millis(),
+                "request ran past REQUEST_TIMEOUT; cancelled"
+            );
+            let response = async_graphql::Response::from_errors(vec![
+                Code::ServiceUnavailable.error("the request took too long and was cancelled; retry shortly"),
+            ]);
+            let mut out = graphql_response(&response, format);
+            if format == Negotiated::GraphqlResponse {
+                *out.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            }
+            out
+        }
+    }
 }
 
 /// `response` with `Connection: close`, for a refusal that leaves the body unread.
