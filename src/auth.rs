@@ -2,6 +2,7 @@
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
 pub mod account;
+pub mod breach;
 pub mod email_flows;
 pub mod error;
 pub mod input;
@@ -19,6 +20,7 @@ use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use secrecy::ExposeSecret;
 use tracing::{info, instrument};
 use uuid::Uuid;
 
@@ -40,6 +42,8 @@ use crate::mail::Composer;
 
 /// Longest user agent kept with a session.
 const USER_AGENT_MAX: usize = 256;
+/// Lifetime of a device token; each sign-in issues a new one.
+pub const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 
 /// Lifetimes of tokens and sessions.
 #[derive(Clone, Debug)]
@@ -59,6 +63,8 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// The client address (after trusted-proxy resolution).
     pub ip: Option<IpAddr>,
+    /// The device token the browser holds (its device cookie), unverified.
+    pub device: Option<secrecy::SecretString>,
 }
 
 /// A freshly issued token pair with its session and user.
@@ -120,6 +126,8 @@ pub struct Auth {
     mfa: MfaPolicy,
     /// The passkey relying party (see `passkeys`).
     passkeys: Arc<passkeys::PasskeyPolicy>,
+    /// The breached-password range API, when configured.
+    breach: Option<breach::BreachCheck>,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -140,6 +148,8 @@ pub struct AuthParts {
     pub mfa: MfaPolicy,
     /// The passkey relying party.
     pub passkeys: passkeys::PasskeyPolicy,
+    /// The breached-password range API (`PASSWORDS_BREACH_CHECK_URL`), if any.
+    pub breach: Option<breach::BreachCheck>,
 }
 
 impl Auth {
@@ -154,6 +164,7 @@ impl Auth {
             mail,
             mfa,
             passkeys,
+            breach,
         } = parts;
         Self {
             throttle: Throttle::new(db.clone(), throttle),
@@ -164,6 +175,33 @@ impl Auth {
             mail,
             mfa,
             passkeys: Arc::new(passkeys),
+            breach,
+        }
+    }
+
+    /// A new password: the policy of [`Password::new_password`] (length, common
+    /// passwords and their variants), then, when configured, the breached-password range
+    /// API, which fails open.
+    pub(crate) async fn new_password(&self, raw: &str, field: &'static str) -> Result<Password, AuthError> {
+        let password = Password::new_password(raw, field)?;
+        self.not_breached(&password, field).await?;
+        Ok(password)
+    }
+
+    async fn not_breached(&self, password: &Password, field: &'static str) -> Result<(), AuthError> {
+        let Some(breach) = &self.breach else {
+            return Ok(());
+        };
+        match breach.breached(password).await {
+            None => Ok(()),
+            Some(_) => {
+                info!("new password refused: it appears in known data breaches");
+                Err(AuthError::input(
+                    field,
+                    "this password is too easy to guess: it appears in known data breaches, so \
+                     attackers try it first. Try a few unrelated words instead.",
+                ))
+            }
         }
     }
 
@@ -199,7 +237,7 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
-        let password = Password::new_password(password, "password")?;
+        let password = self.new_password(password, "password").await?;
         let display_name = display_name.map(DisplayName::parse).transpose()?;
         let _counted = self.throttle.register(client).await?;
         // Hash before taking a connection: a connection is never held across argon2.
@@ -247,27 +285,25 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
-        // Counted before the check, so no alias, batch or race gets more checks.
-        let attempt = self.throttle.login(&email, client).await?;
         let user = {
             let mut conn = self.conn().await?;
             db::users::find_by_email(&mut conn, email.as_str()).await?
         };
+        // Known before the attempt is counted, so a lockout line names the account too.
+        if let Some(user) = &user {
+            tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        }
+        let device = user.as_ref().and_then(|u| self.device_of(client, u.id));
+        // Counted before the check, so no alias, batch or race gets more checks.
+        let attempt = self.throttle.login(&email, client, device).await?;
         let matched = self
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
-        let user = match user {
-            Some(user) if matched => user,
-            other => {
-                if let Some(user) = other {
-                    tracing::Span::current().record("user.id", tracing::field::display(user.id));
-                }
-                info!("login failed: invalid credentials");
-                return Err(AuthError::InvalidCredentials);
-            }
+        let Some(user) = user.filter(|_| matched) else {
+            info!("login failed: invalid credentials");
+            return Err(AuthError::InvalidCredentials);
         };
-        tracing::Span::current().record("user.id", tracing::field::display(user.id));
         {
             let mut conn = self.conn().await?;
             if db::factors::has_active(&mut conn, user.id).await? {
@@ -294,6 +330,27 @@ impl Auth {
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
+    }
+
+    /// The id of the device token the client holds, if it is valid and was issued for
+    /// `user_id` (for another account it counts for nothing): password and code checks
+    /// on that account are then counted per device instead of per address.
+    pub(crate) fn device_of(&self, client: &ClientInfo, user_id: Uuid) -> Option<Uuid> {
+        let token = client.device.as_ref()?;
+        let device = self.keys.verify_device(token.expose_secret())?;
+        (device.user_id == user_id).then_some(device.id)
+    }
+
+    /// A device token for a browser that has just completed a sign-in to `user_id`
+    /// (OWASP's device cookie): its later logins to that account are counted on their
+    /// own instead of on the address. Only after a complete sign-in (with a second
+    /// factor, once the account has one). `None` if signing fails, which only costs the
+    /// browser that convenience.
+    pub fn device_token(&self, user_id: Uuid) -> Option<String> {
+        self.keys
+            .issue_device(user_id, Utc::now(), DEVICE_TOKEN_TTL)
+            .inspect_err(|e| tracing::warn!(error = %e, "could not sign a device token"))
+            .ok()
     }
 
     /// Starts a session for `user`, authenticated as `assurance` says, and issues its

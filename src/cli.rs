@@ -2,7 +2,7 @@
 //! `keygen`, `user set-role` and `user reset-mfa`, and the service's life cycle
 //! (background database preparation in development, graceful shutdown).
 
-use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -221,6 +221,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
     }
     let applied = db::run_migrations(url).await?;
     tracing::info!(count = applied.len(), "migrations applied");
+    crate::auth::account::normalise_stored_emails(url).await?;
     Ok(())
 }
 
@@ -265,17 +266,19 @@ async fn serve() -> anyhow::Result<()> {
             tokio::join!(mail_worker.shutdown(mail_grace), retention.shutdown());
         }
     });
-    let server = axum::serve(
+    // Not axum::serve: it has no read timeouts and no connection cap (http::server).
+    let server = crate::http::server::serve(
         listener,
-        crate::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.clone().cancelled_owned());
+        crate::app(state.clone()),
+        state.config.http_server,
+        stop.clone().cancelled_owned(),
+    );
     let deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(shutdown_timeout).await;
     };
     let served = tokio::select! {
-        served = server.into_future() => served.context("serving"),
+        served = server => served.context("serving"),
         () = deadline => {
             tracing::warn!(
                 timeout_secs = shutdown_timeout.as_secs(),

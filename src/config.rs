@@ -13,7 +13,7 @@ pub mod abuse;
 pub mod mfa;
 pub mod webauthn;
 
-pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
+pub use abuse::{ForwardedHeader, HttpRateLimit, HttpServerLimits, ThrottleConfig, ThrottleRule};
 pub use mfa::MfaConfig;
 pub use webauthn::WebauthnConfig;
 
@@ -187,6 +187,10 @@ pub struct Config {
     pub http_rate_limit: Option<HttpRateLimit>,
     /// `THROTTLE_*`: attempt limits on login, register, mail requests and tokens.
     pub throttle: ThrottleConfig,
+    /// `PASSWORDS_BREACH_CHECK_URL`: a breached-password range API (`None`: no check).
+    pub passwords_breach_check_url: Option<String>,
+    /// `HTTP_HEADER_TIMEOUT`, `HTTP_BODY_TIMEOUT`, `HTTP_IDLE_TIMEOUT`, `HTTP_MAX_CONNECTIONS`.
+    pub http_server: HttpServerLimits,
     /// `GRAPHIQL`: serve `/graphiql`.
     pub graphiql: bool,
     /// `GRAPHIQL_CDN_URL`: where the GraphiQL page loads its assets from.
@@ -339,6 +343,8 @@ impl Config {
             trusted_proxy_header: ForwardedHeader::parse(get("TRUSTED_PROXY_HEADER"))?,
             http_rate_limit: HttpRateLimit::from_lookup(&get)?,
             throttle: ThrottleConfig::from_lookup(&get)?,
+            passwords_breach_check_url: abuse::breach_check_url(get("PASSWORDS_BREACH_CHECK_URL"))?,
+            http_server: HttpServerLimits::from_lookup(&get)?,
             graphiql: parse(&get, "GRAPHIQL", dev)?,
             graphiql_cdn_url,
             body_limit: parse(&get, "BODY_LIMIT", 64 * 1024)?,

@@ -12,6 +12,7 @@ mod probes;
 mod rate_limit;
 mod request_context;
 mod response;
+pub mod server;
 
 use axum::{Router, extract::Request, http::StatusCode, response::Html, routing::get};
 use tower_http::{
@@ -44,36 +45,41 @@ pub fn router(state: AppState) -> Router {
     let graphiql = state.config.graphiql;
     let mut router = Router::new()
         .route("/graphql", get(handler::graphql_get).post(handler::graphql_post))
-        .route("/.well-known/jwks.json", get(probes::jwks))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
-        .route("/metrics", get(probes::metrics));
+        .route("/.well-known/jwks.json", get(probes::jwks));
     if graphiql {
         let page = Html(graphiql::graphiql_page(state.config.graphiql_cdn_url.as_deref()));
         router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
     }
     let config = state.config.clone();
     let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
+    let http = Http { state, schema };
     // Layers run outside-in from the last one added: the request id is checked, then
     // set, then the span opens, metrics, CORS, client address, rate limit, panics, and
-    // the handler runs innermost.
-    let mut router = router
-        .fallback(response::not_found)
-        .with_state(Http { state, schema })
-        .layer(CatchPanicLayer::custom(|_panic| {
-            // The payload may quote anything the code was handling: never echo it.
-            tracing::error!("request handler panicked");
-            error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Code::Internal,
-                "internal error",
-                Negotiated::Json,
-            )
-        }));
-    // Inner to outer: the limit needs the client address; CORS headers go on refusals too.
-    if let Some(limit) = config.http_rate_limit {
-        router = rate_limit::limit(router, limit);
-    }
+    // the handler runs innermost. The limit needs the client address; CORS headers go on
+    // refusals too.
+    let limited = |routes: Router<Http>| {
+        let routes = routes
+            .with_state(http.clone())
+            .layer(CatchPanicLayer::custom(panicked));
+        match config.http_rate_limit {
+            Some(limit) => rate_limit::limit(routes, limit),
+            None => routes,
+        }
+    };
+    // The probes answer whatever else the address sends: a flood from one address (or
+    // from everyone behind the load balancer, without TRUSTED_PROXIES) must not fail the
+    // load balancer's or the kubelet's checks and take the replica out. `/metrics` is
+    // limited, but in a bucket of its own, so a scraper and the clients behind its
+    // address do not spend each other's budget.
+    let probes = Router::new()
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+        .with_state(http.clone())
+        .layer(CatchPanicLayer::custom(panicked));
+    let metrics = limited(Router::new().route("/metrics", get(probes::metrics)));
+    let mut router = limited(router.fallback(response::not_found))
+        .merge(metrics)
+        .merge(probes);
     if let Some(cors) = cors::layer(&config) {
         router = router.layer(cors);
     }
@@ -92,10 +98,34 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("");
                     // The path only: a GET query string carries the GraphQL document and variables.
                     // (`operation.name` and `user.id` are on the `graphql` span inside it.)
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+                    let span = tracing::info_span!(
+                        "request",
+                        request_id = %id,
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        client.address = tracing::field::Empty
+                    );
+                    // Resolved by the edge layer outside: every security event of the
+                    // request (an HTTP 429, a failed login, a lockout) names its client.
+                    if let Some(ip) = req.extensions().get::<client_ip::ClientAddr>().and_then(|c| c.0) {
+                        span.record("client.address", tracing::field::display(ip));
+                    }
+                    span
                 }),
         )
         // Outermost: the request id exists before the span opens, and 429s and
         // preflights are counted too.
         .layer(edge::EdgeLayer::new(trusted))
+}
+
+/// The answer to a handler that panicked. The payload may quote anything the code was
+/// handling: it is never echoed.
+fn panicked(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("request handler panicked");
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Code::Internal,
+        "internal error",
+        Negotiated::Json,
+    )
 }

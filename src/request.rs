@@ -8,6 +8,8 @@ use crate::auth::{Auth, AuthError, ClientInfo, Viewer};
 
 /// Name of the refresh-token cookie.
 pub const REFRESH_COOKIE: &str = "refresh_token";
+/// Name of the device cookie: a browser that signed in before (see `auth::throttle`).
+pub const DEVICE_COOKIE: &str = "device_token";
 
 /// What one HTTP request brings to the GraphQL layer.
 #[derive(Debug, Default)]

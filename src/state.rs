@@ -126,6 +126,12 @@ impl AppState {
             config.database_timeout,
         );
         let passwords = PasswordHasher::new(config.password_hash_concurrency)?;
+        crate::auth::breach::install_tls_provider();
+        let breach = config
+            .passwords_breach_check_url
+            .as_deref()
+            .map(crate::auth::breach::BreachCheck::new)
+            .transpose()?;
         let policy = Policy {
             refresh_ttl: config.refresh_token_ttl,
             session_max_lifetime: config.session_max_lifetime,
@@ -140,6 +146,7 @@ impl AppState {
             mail: Composer::new(&config.public_url, &config.email_from),
             mfa: MfaPolicy::new(&config.mfa, mfa_key),
             passkeys: PasskeyPolicy::new(&config.webauthn)?,
+            breach,
         });
         Ok(Self(Arc::new(App {
             auth,

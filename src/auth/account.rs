@@ -1,8 +1,10 @@
 //! Account use cases: profile, password change, deletion.
 
+use anyhow::Context;
 use chrono::Utc;
-use diesel_async::AsyncConnection;
-use tracing::{info, instrument};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use tracing::{info, instrument, warn};
 
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
@@ -55,7 +57,7 @@ impl Auth {
         new: &str,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
-        let new = Password::new_password(new, "newPassword")?;
+        let new = self.new_password(new, "newPassword").await?;
         // Before the password check: a refusal here costs no guess.
         self.require_step_up(viewer, Requirement::PasswordConfirmed)
             .await?;
@@ -115,7 +117,11 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let attempt = self
             .throttle
-            .login(&Email::stored(&viewer.user.email), client)
+            .login(
+                &Email::stored(&viewer.user.email),
+                client,
+                self.device_of(client, viewer.user.id),
+            )
             .await?;
         let stored = Some(viewer.user.password_hash.clone());
         if !self
@@ -129,4 +135,63 @@ impl Auth {
         attempt.succeeded().await;
         Ok(())
     }
+}
+
+/// What [`normalise_stored_emails`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Normalised {
+    /// Rows rewritten into the canonical spelling.
+    pub rewritten: usize,
+    /// Rows left as they are: another account already holds the canonical spelling.
+    pub duplicates: usize,
+    /// Rows left as they are: the stored address is refused by today's rules.
+    pub invalid: usize,
+}
+
+/// Brings emails stored before Unicode normalisation (NFKC local part, UTS #46 domain)
+/// into the canonical spelling [`Email::parse`] gives, so logins and resets, which look
+/// addresses up by that spelling, find them. Runs after the SQL migrations (SQL has no
+/// UTS #46), and is cheap to repeat: only rows with non-ASCII text are read, since an
+/// ASCII address was already canonical. Two accounts whose addresses turn out to be one
+/// cannot be merged by a machine: the one holding the canonical spelling keeps it, the
+/// other keeps its old spelling (which no sign-in can reach any more) and is logged by
+/// id for an operator, as is an address today's rules refuse.
+pub async fn normalise_stored_emails(url: &str) -> anyhow::Result<Normalised> {
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .context("connecting to normalise stored emails")?;
+    let mut done = Normalised::default();
+    for (id, stored) in db::users::with_non_ascii_email(&mut conn).await? {
+        let canonical = match Email::parse(&stored, "email") {
+            Ok(email) if email.as_str() == stored => continue,
+            Ok(email) => email,
+            Err(_) => {
+                warn!(user.id = %id, "stored email is refused by the address rules: left as it is");
+                done.invalid += 1;
+                continue;
+            }
+        };
+        match db::users::set_email(&mut conn, id, canonical.as_str()).await {
+            Ok(_) => done.rewritten += 1,
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                let holder = db::users::find_by_email(&mut conn, canonical.as_str()).await?;
+                warn!(
+                    user.id = %id,
+                    holder.id = ?holder.map(|u| u.id),
+                    "another account already holds this email in its canonical spelling: left as it is, merge or delete one"
+                );
+                done.duplicates += 1;
+            }
+            Err(e) => return Err(e).context("rewriting a stored email"),
+        }
+    }
+    if done != Normalised::default() {
+        info!(
+            rewritten = done.rewritten,
+            duplicates = done.duplicates,
+            invalid = done.invalid,
+            "stored emails normalised"
+        );
+    }
+    Ok(done)
 }

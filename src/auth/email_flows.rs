@@ -93,8 +93,7 @@ impl Auth {
             .await
         }
         .await;
-        check.settle(&outcome).await;
-        let user_id = outcome?;
+        let user_id = check.settle(outcome).await?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!("email verified");
         Ok(true)
@@ -165,6 +164,8 @@ impl Auth {
                     return Err(AuthError::InvalidToken);
                 }
             }
+            // Only for a live token: junk tokens must not make us call the range service.
+            self.not_breached(&password, "newPassword").await?;
             // Hash before taking a connection: a connection is never held across argon2.
             let password_hash = self.passwords.hash(password).await?;
             let mut conn = self.conn().await?;
@@ -183,8 +184,7 @@ impl Auth {
             .await
         }
         .await;
-        check.settle(&outcome).await;
-        let (user_id, revoked) = outcome?;
+        let (user_id, revoked) = check.settle(outcome).await?;
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
         info!(sessions.revoked = revoked, "password reset");
         Ok(true)

@@ -23,6 +23,9 @@ use crate::db::users::Role;
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 const LEEWAY_SECONDS: u64 = 30;
+/// `typ` of a device token, so it is never taken for an access token (which needs
+/// `at+jwt`) here, nor by a gateway (its `aud` is [`device_audience`]).
+pub const DEVICE_TOKEN_TYPE: &str = "device+jwt";
 
 /// The algorithm a key signs with; fixed by the key's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,9 +406,120 @@ impl JwtKeys {
     }
 }
 
+/// The claims of a device token: a browser that completed a sign-in to `sub`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct DeviceClaims {
+    iss: String,
+    aud: String,
+    sub: Uuid,
+    iat: i64,
+    exp: i64,
+    /// The device's id: its failed logins are counted under it.
+    jti: Uuid,
+}
+
+/// A verified device token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// The account the browser signed in to.
+    pub user_id: Uuid,
+    /// The device's own id (its throttle counter).
+    pub id: Uuid,
+}
+
+/// The audience of device tokens: never the access tokens' one, so no gateway that
+/// verifies access tokens from the JWKS accepts a device token as one.
+fn device_audience(audience: &str) -> String {
+    format!("{audience}#device")
+}
+
+impl JwtKeys {
+    /// Signs a device token (OWASP's device cookie) for a browser that just completed a
+    /// sign-in to `user_id`. Signed with the access-token keys, so every replica verifies
+    /// it and key rotation needs nothing more; it carries no email, role or session.
+    pub fn issue_device(&self, user_id: Uuid, now: DateTime<Utc>, ttl: Duration) -> anyhow::Result<String> {
+        let key = self.signing_key();
+        let iat = now.timestamp();
+        let claims = DeviceClaims {
+            iss: self.issuer.clone(),
+            aud: device_audience(&self.audience),
+            sub: user_id,
+            iat,
+            exp: iat + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2),
+            jti: Uuid::new_v4(),
+        };
+        let mut header = Header::new(key.alg.jwt());
+        header.kid = Some(key.kid.clone());
+        header.typ = Some(DEVICE_TOKEN_TYPE.to_owned());
+        jsonwebtoken::encode(&header, &claims, &key.encoding).context("signing a device token")
+    }
+
+    /// Verifies a device token like an access token (known `kid`, that key's algorithm,
+    /// signature, `iss`, `exp`), with its own `typ` and audience.
+    pub fn verify_device(&self, token: &str) -> Option<Device> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(DEVICE_TOKEN_TYPE))
+        {
+            return None;
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.iter().find(|k| k.kid == kid))?;
+        if header.alg != key.validation_template {
+            return None;
+        }
+        let mut validation = Validation::new(key.validation_template);
+        validation.leeway = LEEWAY_SECONDS;
+        validation.set_audience(&[device_audience(&self.audience)]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        let claims = jsonwebtoken::decode::<DeviceClaims>(token, &key.decoding, &validation)
+            .ok()?
+            .claims;
+        Some(Device {
+            user_id: claims.sub,
+            id: claims.jti,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_tokens_and_access_tokens_are_never_each_other() {
+        let keys = keys(KeyAlgorithm::Es256);
+        let user = Uuid::new_v4();
+        let now = Utc::now();
+        let device = keys.issue_device(user, now, Duration::from_secs(3600)).unwrap();
+        let verified = keys.verify_device(&device).unwrap();
+        assert_eq!(verified.user_id, user);
+        assert!(keys.verify(&device).is_err(), "a device token is no access token");
+        let access = keys
+            .issue(user, Uuid::new_v4(), Role::User, &Assurance::password(now), now)
+            .unwrap();
+        assert!(keys.verify_device(&access).is_none());
+        let expired = keys
+            .issue_device(user, now - chrono::TimeDelta::hours(2), Duration::from_secs(3600))
+            .unwrap();
+        assert!(keys.verify_device(&expired).is_none());
+        let other = JwtKeys::new(
+            vec![SigningKey::generate(KeyAlgorithm::Es256).unwrap().0],
+            "authgraph",
+            "authgraph",
+            Duration::from_secs(900),
+        )
+        .unwrap();
+        assert!(other.verify_device(&device).is_none(), "another key set");
+        let mut forged = device.clone();
+        forged.pop();
+        assert!(keys.verify_device(&forged).is_none());
+    }
 
     fn keys(alg: KeyAlgorithm) -> JwtKeys {
         let (key, _) = SigningKey::generate(alg).unwrap();

@@ -324,10 +324,13 @@ impl Auth {
                 .ok_or(AuthError::InvalidToken)
         }
         .await;
-        check.settle(&found).await;
-        let user = found?;
+        let user = check.settle(found).await?;
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
-        let attempt = self.throttle.login(&Email::stored(&user.email), client).await?;
+        let device = self.device_of(client, user.id);
+        let attempt = self
+            .throttle
+            .login(&Email::stored(&user.email), client, device)
+            .await?;
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
@@ -380,9 +383,10 @@ impl Auth {
                 ));
             }
         }
+        let device = self.device_of(client, viewer.user.id);
         let attempt = self
             .throttle
-            .login(&Email::stored(&viewer.user.email), client)
+            .login(&Email::stored(&viewer.user.email), client, device)
             .await?;
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;

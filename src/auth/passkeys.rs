@@ -324,7 +324,7 @@ impl Auth {
         let (user_id, credentials) = match &email {
             Some(email) => {
                 // Counted like a password attempt; a successful finish clears it.
-                let attempt = self.throttle.login(email, client).await?;
+                let attempt = self.throttle.login(email, client, None).await?;
                 drop(attempt);
                 let mut conn = self.conn().await?;
                 match db::users::find_by_email(&mut conn, email.as_str()).await? {
@@ -390,8 +390,7 @@ impl Auth {
                 .ok_or(AuthError::InvalidToken)
         }
         .await;
-        check.settle(&taken).await;
-        let ceremony = taken?;
+        let ceremony = check.settle(taken).await?;
         // Sign-ins begun with an email were counted then; discoverable ones count here.
         let address_attempt = match (ceremony.email_bound, client.ip) {
             (false, Some(ip)) => Some(

@@ -88,12 +88,11 @@ impl Auth {
         let presented = presented
             .map(PlainToken::presented)
             .ok_or(AuthError::InvalidToken)?;
-        // Unusable tokens count against the address; good ones cost one read, pipelined
-        // with the session lock.
+        // Unusable tokens count against the address, and only they wait for it; good ones
+        // cost one read, pipelined with the session lock.
         let check = self.throttle.token_check(client);
         let outcome = self.exchange(&presented, &check).await;
-        check.settle(&outcome).await;
-        outcome
+        check.settle(outcome).await
     }
 
     /// The body of [`Auth::refresh`], once the address may try.
@@ -118,7 +117,7 @@ impl Auth {
                     db::sessions::lock_by_token(shared, hash.as_bytes()),
                     db::refresh_tokens::find_with_owner(shared, hash.as_bytes()),
                 )?;
-                check.admit(locked_until)?;
+                check.note_wait(locked_until);
                 let (token, user) = found.unzip();
                 let now = Utc::now();
                 let grace =

@@ -9,6 +9,13 @@
 //! - per account, with a limit far above what one address can reach, so a flood from
 //!   one address never slows the owner down elsewhere (ASVS 6.1.1 malicious lockout);
 //! - per address, against one address spraying many accounts.
+//!
+//! Address limits hit bystanders: everyone behind one NAT, one /64, or every client when
+//! `TRUSTED_PROXIES` is missing shares a count. So a browser that signed in to the
+//! account before (it holds a device token, OWASP's "device cookie") is counted on its
+//! own device counter instead of the two address counters; the per-account limit always
+//! applies. Refresh and mailed tokens (256 random bits: unguessable) are refused for
+//! their address's failures only when they are unusable themselves.
 
 use std::{
     net::IpAddr,
@@ -41,6 +48,8 @@ pub enum Limit {
     LoginAccount,
     /// Failed logins from one address on any account.
     LoginAddress,
+    /// Failed logins on one account from one browser that signed in to it before.
+    LoginDevice,
     /// Registrations from one address.
     RegisterAddress,
     /// Verification and reset mail requests from one address.
@@ -70,6 +79,7 @@ impl Limit {
             Self::LoginAccountAddress => "login.account_address",
             Self::LoginAccount => "login.account",
             Self::LoginAddress => "login.address",
+            Self::LoginDevice => "login.device",
             Self::RegisterAddress => "register.address",
             Self::EmailAddress => "email.address",
             Self::EmailRecipient => "email.recipient",
@@ -79,7 +89,7 @@ impl Limit {
 
     fn on_success(self) -> OnSuccess {
         match self {
-            Self::LoginAccountAddress | Self::LoginAccount => OnSuccess::Clear,
+            Self::LoginAccountAddress | Self::LoginAccount | Self::LoginDevice => OnSuccess::Clear,
             Self::LoginAddress | Self::TokenAddress => OnSuccess::Refund,
             Self::RegisterAddress | Self::EmailAddress | Self::EmailRecipient => OnSuccess::Keep,
         }
@@ -90,6 +100,7 @@ impl Limit {
             Self::LoginAccountAddress => rules.login_account_address,
             Self::LoginAccount => rules.login_account,
             Self::LoginAddress => rules.login_address,
+            Self::LoginDevice => rules.login_device,
             Self::RegisterAddress => rules.register_address,
             Self::EmailAddress => rules.email_address,
             Self::EmailRecipient => rules.email_recipient,
@@ -107,6 +118,8 @@ pub enum Subject<'a> {
     Address(IpAddr),
     /// An email address tried from a client address.
     EmailFrom(&'a Email, IpAddr),
+    /// A device token, by its random id.
+    Device(uuid::Uuid),
 }
 
 impl Subject<'_> {
@@ -117,6 +130,7 @@ impl Subject<'_> {
             Self::EmailFrom(email, ip) => {
                 format!("{}:{}@{}", limit.name(), email_digest(email), address(*ip))
             }
+            Self::Device(id) => format!("{}:{}", limit.name(), id.simple()),
         }
     }
 }
@@ -165,12 +179,25 @@ impl Throttle {
         }
     }
 
-    /// A login: per account and address, per account, per address.
-    pub async fn login(&self, email: &Email, client: &ClientInfo) -> Result<Attempt, AuthError> {
+    /// A login: per account and address, per account, per address; or, from a browser
+    /// holding a device token of this account (`device`, its id), per account and per
+    /// device, so the address's failures (a NAT neighbour spraying) do not lock it out.
+    /// The device keeps its own count, so a stolen device token buys a handful of
+    /// guesses, and the account's limit holds whatever the device.
+    pub async fn login(
+        &self,
+        email: &Email,
+        client: &ClientInfo,
+        device: Option<uuid::Uuid>,
+    ) -> Result<Attempt, AuthError> {
         let mut subjects = vec![(Limit::LoginAccount, Subject::Email(email))];
-        if let Some(ip) = client.ip {
-            subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
-            subjects.push((Limit::LoginAddress, Subject::Address(ip)));
+        match (device, client.ip) {
+            (Some(id), _) => subjects.push((Limit::LoginDevice, Subject::Device(id))),
+            (None, Some(ip)) => {
+                subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
+                subjects.push((Limit::LoginAddress, Subject::Address(ip)));
+            }
+            (None, None) => {}
         }
         self.attempt(&subjects).await
     }
@@ -209,24 +236,23 @@ impl Throttle {
         self.attempt(&subjects).await
     }
 
-    /// A refresh, verification or reset token presented: refused while the address is
-    /// waiting, but only *counted* once the token proved unusable ([`TokenCheck::settle`]).
-    /// The check is a plain read with no lock and no write: good tokens, which are nearly
-    /// all of them, never queue behind one another on a counter row (every client behind
-    /// one NAT shares it), and never pay a commit. The price is that guesses already in
-    /// flight when the limit is reached still run; against 256-bit tokens that is nothing.
+    /// A refresh, verification or reset token presented: the address's wait is read
+    /// now, but applies only if the token proves unusable ([`TokenCheck::settle`]). A
+    /// valid token (256 random bits: nobody guesses one) is never refused for what others
+    /// behind the same address did. The read is plain, with no lock and no write: good
+    /// tokens, nearly all of them, never queue behind one another on a counter row.
     pub async fn token(&self, client: &ClientInfo) -> Result<TokenCheck, AuthError> {
         let check = self.token_check(client);
         if let Some(key) = check.key() {
             let conn = self.db.get().await?;
-            check.admit(db::throttle::locked_until(&conn, key).await?)?;
+            check.note_wait(db::throttle::locked_until(&conn, key).await?);
         }
         Ok(check)
     }
 
     /// [`Throttle::token`] without its read, for a caller that pipelines
     /// `db::throttle::locked_until(key)` with its own first query and then calls
-    /// [`TokenCheck::admit`] with the answer.
+    /// [`TokenCheck::note_wait`] with the answer.
     pub fn token_check(&self, client: &ClientInfo) -> TokenCheck {
         let ip = match (self.rules.token_address, client.ip) {
             (Some(_), Some(ip)) => Some(ip),
@@ -236,6 +262,7 @@ impl Throttle {
             throttle: self.clone(),
             key: ip.map(|ip| Subject::Address(ip).key(Limit::TokenAddress)),
             ip,
+            waiting_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -319,49 +346,66 @@ impl Throttle {
     }
 }
 
-/// A token attempt that was allowed and is not counted yet.
+/// A token attempt, not counted yet: [`TokenCheck::settle`] decides with its outcome.
 #[must_use = "call `settle` with the outcome so unusable tokens are counted"]
 pub struct TokenCheck {
     throttle: Throttle,
     ip: Option<IpAddr>,
     key: Option<String>,
+    waiting_until: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 impl TokenCheck {
-    /// The counter to read before admitting the attempt, when the limit is on.
+    /// The counter to read for [`TokenCheck::note_wait`], when the limit is on.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
     }
 
-    /// Refuses with `RATE_LIMITED` while the counter read for [`TokenCheck::key`] waits.
-    pub fn admit(&self, locked_until: Option<DateTime<Utc>>) -> Result<(), AuthError> {
+    /// Records the counter's wait, read for [`TokenCheck::key`].
+    pub fn note_wait(&self, locked_until: Option<DateTime<Utc>>) {
+        *self
+            .waiting_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = locked_until;
+    }
+
+    /// Applies the address's wait to the outcome and counts an unusable token. A usable
+    /// token passes whatever the address did. An unknown or expired one, while the
+    /// address waits, becomes `RATE_LIMITED` and is not counted again. A reused one stays
+    /// `TOKEN_REUSED`: its session is already revoked, and the owner must hear why.
+    pub async fn settle<T>(self, outcome: Result<T, AuthError>) -> Result<T, AuthError> {
+        let Some(ip) = self.ip else { return outcome };
+        if !matches!(outcome, Err(AuthError::InvalidToken | AuthError::TokenReused)) {
+            return outcome;
+        }
         let now = Utc::now();
-        match locked_until.filter(|until| *until > now) {
-            None => Ok(()),
-            Some(until) => {
+        let waiting = self
+            .waiting_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .filter(|until| *until > now);
+        if let Some(until) = waiting {
+            if matches!(outcome, Err(AuthError::InvalidToken)) {
                 let retry_after = retry_after((until - now).to_std().unwrap_or_default());
                 crate::metrics::throttle_hit(Limit::TokenAddress.name());
                 warn!(
                     limit = Limit::TokenAddress.name(),
-                    retry_after, "attempt refused: too many attempts"
+                    client.address = %ip,
+                    retry_after,
+                    "attempt refused: too many unusable tokens from this address"
                 );
-                Err(AuthError::RateLimited { retry_after })
+                return Err(AuthError::RateLimited { retry_after });
             }
+            return outcome;
         }
-    }
-
-    /// Counts the attempt when the token was unusable. A refusal at this point changes
-    /// nothing: the attempt already failed; it only starts the wait for the next one.
-    pub async fn settle<T>(self, outcome: &Result<T, AuthError>) {
-        let Some(ip) = self.ip else { return };
-        if matches!(outcome, Err(AuthError::InvalidToken | AuthError::TokenReused)) {
-            let counted = self
-                .throttle
-                .attempt(&[(Limit::TokenAddress, Subject::Address(ip))])
-                .await;
-            // The counted attempt is dropped as a failure, which is what it is.
-            drop(counted);
-        }
+        let counted = self
+            .throttle
+            .attempt(&[(Limit::TokenAddress, Subject::Address(ip))])
+            .await;
+        // The counted attempt is dropped as a failure, which is what it is. A refusal at
+        // this point changes nothing: the attempt already failed; it starts the wait.
+        drop(counted);
+        outcome
     }
 }
 

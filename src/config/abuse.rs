@@ -77,6 +77,9 @@ pub struct ThrottleConfig {
     pub login_account: Option<ThrottleRule>,
     /// `THROTTLE_LOGIN_ADDRESS`: failed logins from one address on any account.
     pub login_address: Option<ThrottleRule>,
+    /// `THROTTLE_LOGIN_DEVICE`: failed logins on one account from a browser holding a
+    /// device token of it (instead of the two address limits).
+    pub login_device: Option<ThrottleRule>,
     /// `THROTTLE_REGISTER_ADDRESS`: registrations from one address.
     pub register_address: Option<ThrottleRule>,
     /// `THROTTLE_EMAIL_ADDRESS`: verification and reset mail requests from one address.
@@ -88,10 +91,11 @@ pub struct ThrottleConfig {
 }
 
 /// The defaults, with their reasons in the README ("Abuse resistance").
-pub const THROTTLE_DEFAULTS: [(&str, &str); 7] = [
+pub const THROTTLE_DEFAULTS: [(&str, &str); 8] = [
     ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1s..1h"),
     ("THROTTLE_LOGIN_ACCOUNT", "100/24h,1s..15m"),
     ("THROTTLE_LOGIN_ADDRESS", "50/1h,1s..15m"),
+    ("THROTTLE_LOGIN_DEVICE", "5/24h,1s..1h"),
     ("THROTTLE_REGISTER_ADDRESS", "10/1h"),
     ("THROTTLE_EMAIL_ADDRESS", "20/1h"),
     ("THROTTLE_EMAIL_RECIPIENT", "3/1h"),
@@ -118,6 +122,7 @@ impl ThrottleConfig {
             login_account_address: rule("THROTTLE_LOGIN_ACCOUNT_ADDRESS")?,
             login_account: rule("THROTTLE_LOGIN_ACCOUNT")?,
             login_address: rule("THROTTLE_LOGIN_ADDRESS")?,
+            login_device: rule("THROTTLE_LOGIN_DEVICE")?,
             register_address: rule("THROTTLE_REGISTER_ADDRESS")?,
             email_address: rule("THROTTLE_EMAIL_ADDRESS")?,
             email_recipient: rule("THROTTLE_EMAIL_RECIPIENT")?,
@@ -131,6 +136,7 @@ impl ThrottleConfig {
             login_account_address: None,
             login_account: None,
             login_address: None,
+            login_device: None,
             register_address: None,
             email_address: None,
             email_recipient: None,
@@ -186,6 +192,62 @@ impl HttpRateLimit {
     }
 }
 
+/// The HTTP server's timeouts and connection cap (see `http::server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpServerLimits {
+    /// `HTTP_HEADER_TIMEOUT`: a request head must be complete within this, from the
+    /// connection's accept or the head's first byte.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT`: a request body must be complete within this of its head.
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT`: a kept-alive connection with nothing in flight is closed
+    /// after this long without a byte either way.
+    pub idle_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections open at once; past it new ones wait in the
+    /// listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HttpServerLimits {
+    /// Reads the `HTTP_*` server variables, with the defaults of [`Default`].
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        let duration = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => match parse_duration(&raw) {
+                    Some(d) if !d.is_zero() => Ok(d),
+                    _ => bail!("{name} must be a positive duration like `10s` or `1m`, not `{raw}`"),
+                },
+            }
+        };
+        let max_connections = match get("HTTP_MAX_CONNECTIONS") {
+            None => defaults.max_connections,
+            Some(raw) => match raw.trim().parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => bail!("HTTP_MAX_CONNECTIONS must be a positive number, not `{raw}`"),
+            },
+        };
+        Ok(Self {
+            header_timeout: duration("HTTP_HEADER_TIMEOUT", defaults.header_timeout)?,
+            body_timeout: duration("HTTP_BODY_TIMEOUT", defaults.body_timeout)?,
+            idle_timeout: duration("HTTP_IDLE_TIMEOUT", defaults.idle_timeout)?,
+            max_connections,
+        })
+    }
+}
+
 /// The forwarding header the trusted proxies write (`TRUSTED_PROXY_HEADER`). Only that
 /// one is read: a client can send the other, and a proxy passes it through untouched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +288,25 @@ pub fn trusted_proxies(raw: Option<String>) -> anyhow::Result<Vec<IpNet>> {
                 })
         })
         .collect()
+}
+
+/// Parses `PASSWORDS_BREACH_CHECK_URL`: the base of a Have I Been Pwned–style range API
+/// (`https://api.pwnedpasswords.com/range`); unset, no breach check.
+pub fn breach_check_url(raw: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(raw) = raw.map(|v| v.trim().trim_end_matches('/').to_owned()) else {
+        return Ok(None);
+    };
+    let host = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+        .unwrap_or("");
+    if host.is_empty() || host.starts_with('/') || raw.contains(['?', '#', ' ']) {
+        bail!(
+            "PASSWORDS_BREACH_CHECK_URL must be the http(s) base of a range API, like \
+             `https://api.pwnedpasswords.com/range`, not `{raw}`"
+        );
+    }
+    Ok(Some(raw))
 }
 
 #[cfg(test)]
@@ -310,6 +391,51 @@ mod tests {
         );
         assert!(HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT", "fast")])).is_err());
         assert!(HttpRateLimit::from_lookup(&get(&[("HTTP_RATE_LIMIT_BURST", "0")])).is_err());
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_refuse_zero() {
+        let get = |v: &'static [(&'static str, &'static str)]| {
+            move |k: &str| v.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let d = HttpServerLimits::from_lookup(&get(&[])).unwrap();
+        assert_eq!(
+            (d.header_timeout, d.body_timeout, d.idle_timeout),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(30),
+                Duration::from_secs(60)
+            )
+        );
+        assert!(d.max_connections >= 2000);
+        let c = HttpServerLimits::from_lookup(&get(&[
+            ("HTTP_HEADER_TIMEOUT", "2s"),
+            ("HTTP_MAX_CONNECTIONS", "10"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.header_timeout, c.max_connections),
+            (Duration::from_secs(2), 10)
+        );
+        assert!(HttpServerLimits::from_lookup(&get(&[("HTTP_IDLE_TIMEOUT", "0s")])).is_err());
+        assert!(HttpServerLimits::from_lookup(&get(&[("HTTP_MAX_CONNECTIONS", "0")])).is_err());
+    }
+
+    #[test]
+    fn breach_check_urls_are_http_bases() {
+        assert_eq!(breach_check_url(None).unwrap(), None);
+        assert_eq!(
+            breach_check_url(Some("https://api.pwnedpasswords.com/range/".into())).unwrap(),
+            Some("https://api.pwnedpasswords.com/range".into())
+        );
+        for bad in [
+            "api.pwnedpasswords.com/range",
+            "https://",
+            "https://x/range?k=",
+            "ftp://x",
+        ] {
+            assert!(breach_check_url(Some(bad.into())).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -207,3 +207,23 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool>
         .await
         .map(|n| n > 0)
 }
+
+/// Users whose stored email holds anything but printable ASCII, oldest first: the only
+/// rows whose spelling Unicode normalisation can change.
+pub async fn with_non_ascii_email(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Uuid, String)>> {
+    users::table
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("email ~ '[^ -~]'"))
+        .order(users::created_at.asc())
+        .select((users::id, users::email))
+        .load(conn)
+        .await
+}
+
+/// Rewrites the stored email of a user; a taken address fails with a unique violation
+/// on `users_email_key`.
+pub async fn set_email(conn: &mut AsyncPgConnection, id: Uuid, email: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::email.eq(email), users::updated_at.eq(diesel::dsl::now)))
+        .execute(conn)
+        .await
+}

@@ -49,11 +49,13 @@ pub enum Code {
     NotAcceptable,
     /// Transport: no such route.
     NotFound,
+    /// Transport: the request body did not arrive within `HTTP_BODY_TIMEOUT`.
+    RequestTimeout,
 }
 
 impl Code {
     /// Every code, for tests and for code that reads codes back.
-    pub const ALL: [Code; 21] = [
+    pub const ALL: [Code; 22] = [
         Code::ParseFailed,
         Code::ValidationFailed,
         Code::Unauthenticated,
@@ -75,6 +77,7 @@ impl Code {
         Code::UnsupportedMediaType,
         Code::NotAcceptable,
         Code::NotFound,
+        Code::RequestTimeout,
     ];
 
     /// The code as clients see it.
@@ -101,6 +104,7 @@ impl Code {
             Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Code::NotAcceptable => "NOT_ACCEPTABLE",
             Code::NotFound => "NOT_FOUND",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
         }
     }
 

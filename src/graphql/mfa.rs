@@ -4,7 +4,11 @@
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::{context::ContextExt, mutation::deliver, types::AuthPayload};
+use super::{
+    context::ContextExt,
+    mutation::{deliver, remember_device},
+    types::AuthPayload,
+};
 use crate::db;
 
 /// The second-factor part of `Mutation`.
@@ -55,7 +59,11 @@ impl MfaMutation {
         match mfa_token {
             Some(token) => {
                 let issued = auth.complete_mfa_sign_in(&token, &code, client).await?;
-                Ok(deliver(ctx, issued, false))
+                // The sign-in is complete only now: the device cookie comes with it.
+                let user_id = issued.user.id;
+                let payload = deliver(ctx, issued, false);
+                remember_device(ctx, user_id);
+                Ok(payload)
             }
             None => {
                 let issued = auth.step_up(ctx.viewer().await?, &code, client).await?;

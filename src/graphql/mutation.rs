@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     auth::{Issued, account::Change},
-    request::REFRESH_COOKIE,
+    request::{DEVICE_COOKIE, REFRESH_COOKIE},
 };
 
 const SET_COOKIE: &str = "set-cookie";
@@ -37,7 +37,10 @@ impl MutationRoot {
                 client,
             )
             .await?;
-        Ok(deliver(ctx, issued, false))
+        let user_id = issued.user.id;
+        let payload = deliver(ctx, issued, false);
+        remember_device(ctx, user_id);
+        Ok(payload)
     }
 
     /// Signs in with email and password.
@@ -48,7 +51,10 @@ impl MutationRoot {
             .auth
             .login(&input.email, &input.password, client)
             .await?;
-        Ok(deliver(ctx, issued, false))
+        let user_id = issued.user.id;
+        let payload = deliver(ctx, issued, false);
+        remember_device(ctx, user_id);
+        Ok(payload)
     }
 
     /// Exchanges a refresh token (the argument, or the refresh cookie when omitted) for
@@ -212,6 +218,24 @@ fn cookie(ctx: &Context<'_>, value: &str, max_age: i64) -> String {
         config.refresh_cookie_samesite.as_str(),
         config.refresh_cookie_path,
     )
+}
+
+/// Sets the device cookie after a complete sign-in (see `auth::throttle`): with the
+/// refresh cookie's path and SameSite, so it reaches `login` and nothing else.
+pub(super) fn remember_device(ctx: &Context<'_>, user_id: Uuid) {
+    let Some(token) = ctx.state().auth.device_token(user_id) else {
+        return;
+    };
+    let config = &ctx.state().config;
+    ctx.append_http_header(
+        SET_COOKIE,
+        format!(
+            "{DEVICE_COOKIE}={token}; HttpOnly; Secure; SameSite={}; Path={}; Max-Age={}",
+            config.refresh_cookie_samesite.as_str(),
+            config.refresh_cookie_path,
+            crate::auth::DEVICE_TOKEN_TTL.as_secs(),
+        ),
+    );
 }
 
 fn clear_cookie(ctx: &Context<'_>) {

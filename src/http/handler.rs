@@ -5,7 +5,7 @@ use async_graphql::parser::types::OperationType;
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::Response,
 };
 
@@ -22,6 +22,9 @@ pub(crate) async fn graphql_post(State(http): State<Http>, request: Request) -> 
     let Some(format) = negotiate(&parts.headers) else {
         return not_acceptable();
     };
+    if let Some(refused) = ambiguous_credentials(&parts.headers, format) {
+        return refused;
+    }
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -37,15 +40,36 @@ pub(crate) async fn graphql_post(State(http): State<Http>, request: Request) -> 
         );
     }
     let limit = http.state.config.body_limit;
+    let too_large = || {
+        // The rest of the body is never read: the connection cannot carry another
+        // request, so say it closes.
+        closing(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::PayloadTooLarge,
+            &format!("the request body is larger than {limit} bytes"),
+            format,
+        ))
+    };
+    // A declared length over the limit is refused at once, before a byte of the body is
+    // read: waiting for 100 MB only to refuse them holds the connection for nothing.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
-        Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(
+        Err(status) if status == StatusCode::PAYLOAD_TOO_LARGE => return too_large(),
+        Err(status) if status == StatusCode::REQUEST_TIMEOUT => {
+            return closing(error_response(
                 status,
-                Code::PayloadTooLarge,
-                &format!("the request body is larger than {limit} bytes"),
+                Code::RequestTimeout,
+                "the request body did not arrive in time",
                 format,
-            );
+            ));
         }
         Err(status) => {
             return error_response(
@@ -147,14 +171,19 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => Ok(bytes),
         Err(err) => {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>())
-                || err.into_inner().is::<http_body_util::LengthLimitError>();
-            Err(if too_large {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            })
+            // The cause sits a layer or two down (axum wraps the body's own error).
+            let chain = || std::iter::successors(std::error::Error::source(&err), |e| e.source());
+            let too_large = chain().any(|e| e.is::<http_body_util::LengthLimitError>());
+            let timed_out = chain().any(|e| e.is::<super::server::BodyTimeout>());
+            Err(
+                if too_large || err.into_inner().is::<http_body_util::LengthLimitError>() {
+                    StatusCode::PAYLOAD_TOO_LARGE
+                } else if timed_out {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+            )
         }
     }
 }
@@ -165,6 +194,9 @@ pub(crate) async fn graphql_get(State(http): State<Http>, request: Request) -> R
     let Some(format) = negotiate(&parts.headers) else {
         return not_acceptable();
     };
+    if let Some(refused) = ambiguous_credentials(&parts.headers, format) {
+        return refused;
+    }
     let gql = match GraphqlQueryString::parse(parts.uri.query().unwrap_or("")) {
         Some(request) => request,
         None => {
@@ -234,4 +266,27 @@ async fn execute(
             out
         }
     }
+}
+
+/// `response` with `Connection: close`, for a refusal that leaves the body unread.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Refuses a request with more than one `Authorization` header. We would read the first
+/// and a gateway or proxy in front of us may read the last (or join them), so the two
+/// would disagree about who the caller is: neither guess is safe.
+fn ambiguous_credentials(headers: &HeaderMap, format: Negotiated) -> Option<Response> {
+    let mut authorizations = headers.get_all(header::AUTHORIZATION).iter();
+    authorizations.next()?;
+    authorizations.next()?;
+    Some(error_response(
+        StatusCode::BAD_REQUEST,
+        Code::BadRequest,
+        "send at most one Authorization header",
+        format,
+    ))
 }

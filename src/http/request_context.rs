@@ -3,13 +3,16 @@
 
 use std::net::SocketAddr;
 
-use axum::{extract::ConnectInfo, http::header};
+use axum::{
+    extract::ConnectInfo,
+    http::{HeaderMap, header},
+};
 use secrecy::SecretString;
 
 use super::{X_REQUEST_ID, X_TOKEN_DELIVERY, client_ip};
 use crate::{
     auth::ClientInfo,
-    request::{REFRESH_COOKIE, RequestContext},
+    request::{DEVICE_COOKIE, REFRESH_COOKIE, RequestContext},
 };
 
 /// The per-request facts the GraphQL layer reads, from headers and the connection.
@@ -24,17 +27,9 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip()),
     };
-    let refresh_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(REFRESH_COOKIE)?.strip_prefix('='))
-        .filter(|v| !v.is_empty())
-        .map(|v| SecretString::from(v.to_owned()));
     RequestContext::new(
         text(header::AUTHORIZATION).map(|v| SecretString::from(v.to_owned())),
-        refresh_cookie,
+        cookie(headers, REFRESH_COOKIE),
         headers
             .get(X_TOKEN_DELIVERY)
             .and_then(|v| v.to_str().ok())
@@ -42,9 +37,30 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
         ClientInfo {
             user_agent: text(header::USER_AGENT).map(str::to_owned),
             ip: client_ip,
+            device: cookie(headers, DEVICE_COOKIE),
         },
         text(header::HeaderName::from_static(X_REQUEST_ID))
             .unwrap_or_default()
             .to_owned(),
     )
+}
+
+/// The first cookie called `name` (`None` if it is empty).
+///
+/// A browser can hold two cookies of one name with different paths: after
+/// `REFRESH_COOKIE_PATH` changes, the old one lives on until it expires. Refusing the
+/// request would lock that user out; the first one is the one to use, because a browser
+/// sends cookies with longer (more specific) paths first (RFC 6265, section 5.4, step 2),
+/// and the most specific path is the one this service set for the route it serves.
+/// Cookie header lines are read in order (HTTP/2 sends one line per cookie).
+fn cookie(headers: &HeaderMap, name: &str) -> Option<SecretString> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('='))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| SecretString::from(v.to_owned()))
 }

@@ -42,11 +42,15 @@ async fn a_client_over_the_http_limit_gets_429_in_graphql_shape() {
             .unwrap()
             .starts_with("application/graphql-response+json")
     );
-    // Every route is behind it, and only this client is.
-    let health = app
-        .request(Request::get("/healthz").body(Body::empty()).unwrap())
+    // Every route but the probes is behind it (see below), and only this client is.
+    let jwks = app
+        .request(
+            Request::get("/.well-known/jwks.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
-    assert_eq!(health.status, 429);
+    assert_eq!(jwks.status, 429);
 }
 
 #[tokio::test]
@@ -209,4 +213,44 @@ async fn the_throttle_and_the_http_limit_apply_to_a_real_socket() {
         code(&login_via(&other, &address, "wrong password here").await),
         "INVALID_CREDENTIALS"
     );
+}
+
+async fn get(app: &TestApp, path: &str) -> TestResponse {
+    app.request(Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn health_probes_answer_through_a_flood_and_metrics_has_its_own_budget() {
+    let app = spawn(&[("HTTP_RATE_LIMIT", "1/h"), ("HTTP_RATE_LIMIT_BURST", "3")]).await;
+    // The address floods the probes, in parallel: none is refused.
+    let mut probes = tokio::task::JoinSet::new();
+    for n in 0..150 {
+        let router = app.router.clone();
+        let path = if n % 2 == 0 { "/healthz" } else { "/readyz" };
+        probes.spawn(async move {
+            crate::helpers::send(&router, Request::get(path).body(Body::empty()).unwrap())
+                .await
+                .status
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = probes.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // The same address's GraphQL budget is untouched by them, then spent.
+    for _ in 0..3 {
+        assert_eq!(typename(&app, &[]).await.status, 200);
+    }
+    assert_eq!(typename(&app, &[]).await.status, 429);
+    // The probes still answer; /metrics has a budget of its own, so it still answers too.
+    assert_eq!(get(&app, "/healthz").await.status, 200);
+    assert_eq!(get(&app, "/readyz").await.status, 200);
+    for _ in 0..3 {
+        assert_eq!(get(&app, "/metrics").await.status, 200);
+    }
+    let refused = get(&app, "/metrics").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
+    assert_eq!(code(&refused.body), "RATE_LIMITED");
 }

@@ -268,8 +268,10 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let app = authgraph::app(self.state.clone());
+        // The production server (timeouts, connection cap), as `authgraph serve` runs it.
+        let limits = self.state.config.http_server;
         tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            authgraph::http::server::serve(listener, app, limits, std::future::pending())
                 .await
                 .unwrap();
         });

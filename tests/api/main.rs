@@ -5,7 +5,9 @@
 )]
 
 mod account;
+mod ambiguity;
 mod attacks;
+mod bystanders;
 mod cli;
 mod cookies;
 mod e2e;
@@ -14,6 +16,7 @@ mod email;
 mod federation;
 mod first_use;
 mod helpers;
+mod identity;
 mod jwt;
 mod login;
 mod logs;
@@ -23,12 +26,14 @@ mod mfa;
 mod migrations;
 mod outage;
 mod passkeys;
+mod passwords;
 mod redaction;
 mod register;
 mod replicas;
 mod responses;
 mod retention;
 mod robustness;
+mod security_log;
 mod sessions;
 mod shutdown;
 mod smtp_sink;
@@ -38,4 +43,5 @@ mod support_pg;
 mod support_process;
 mod support_sql;
 mod throttle;
+mod timeouts;
 mod transport;

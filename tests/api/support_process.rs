@@ -160,6 +160,8 @@ impl Drop for Service {
 
 /// A client that gives up after 5 s: a request that takes longer counts as a hang.
 pub fn client() -> reqwest::Client {
+    // reqwest's rustls has no provider of its own (see auth::breach).
+    authgraph::auth::breach::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

@@ -270,9 +270,10 @@ async fn guessing_tokens_is_limited_per_address_and_good_tokens_do_not_count() {
         let body = app.graphql(REFRESH, json!({ "t": format!("guess-{n}") })).await;
         assert_eq!(code(&body), "INVALID_TOKEN");
     }
-    // Refresh, verification and reset tokens share the budget of the address.
+    // Refresh, verification and reset tokens share the budget of the address; only
+    // unusable ones wait for it (see bystanders.rs for a good one passing).
     for (query, vars) in [
-        (REFRESH, json!({ "t": token })),
+        (REFRESH, json!({ "t": "another guess" })),
         (
             "mutation($t: String!) { verifyEmail(token: $t) }",
             json!({ "t": "guess" }),
