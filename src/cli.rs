@@ -214,6 +214,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
+    crate::metrics::install();
     let shutdown_timeout = config.shutdown_timeout;
     let addr = config.listen_addr;
     let state = AppState::new(config)?;
