@@ -1,5 +1,6 @@
 //! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
 
+pub mod admin;
 pub mod code;
 pub mod coercion;
 pub mod context;
@@ -26,13 +27,18 @@ use crate::{config::GraphqlLimits, state::AppState};
 /// Write operations.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
+pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation, admin::AdminMutation);
+
+/// Read operations.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct Query(query::QueryRoot, admin::AdminQuery);
 
 /// The service's schema type.
-pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;
+pub type AuthSchema = Schema<Query, Mutation, EmptySubscription>;
 
-fn builder(limits: &GraphqlLimits) -> SchemaBuilder<query::QueryRoot, Mutation, EmptySubscription> {
-    let mut builder = Schema::build(query::QueryRoot, Mutation::default(), EmptySubscription)
+fn builder(limits: &GraphqlLimits) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
         // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
         .extension(observability::Observability)

@@ -47,6 +47,9 @@ pub enum AuthError {
     /// Signed in, but not allowed.
     #[error("you are not allowed to do this")]
     Forbidden,
+    /// Valid credentials of a disabled account (said only after the credentials).
+    #[error("this account has been disabled: contact an administrator")]
+    AccountDisabled,
     /// A refresh, verification or reset token that is unknown, expired or used.
     #[error("the token is invalid, expired or already used")]
     InvalidToken,

@@ -32,6 +32,9 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
         .find_map(|pair| pair.trim().strip_prefix(REFRESH_COOKIE)?.strip_prefix('='))
         .filter(|v| !v.is_empty())
         .map(|v| SecretString::from(v.to_owned()));
+    let request_id = text(header::HeaderName::from_static(X_REQUEST_ID))
+        .unwrap_or_default()
+        .to_owned();
     RequestContext::new(
         text(header::AUTHORIZATION).map(|v| SecretString::from(v.to_owned())),
         refresh_cookie,
@@ -42,9 +45,8 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
         ClientInfo {
             user_agent: text(header::USER_AGENT).map(str::to_owned),
             ip: client_ip,
+            request_id: Some(request_id.clone()).filter(|id| !id.is_empty()),
         },
-        text(header::HeaderName::from_static(X_REQUEST_ID))
-            .unwrap_or_default()
-            .to_owned(),
+        request_id,
     )
 }
