@@ -14,7 +14,6 @@ pub mod refresh_token;
 mod sessions;
 pub mod step_up;
 pub mod throttle;
-pub mod webhooks;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -123,8 +122,6 @@ pub struct Auth {
     mail: Composer,
     /// Second factors and step-up (see `mfa`).
     mfa: MfaPolicy,
-    /// Where audit events are pushed (see `webhooks`).
-    webhooks: Arc<webhooks::WebhookPolicy>,
 }
 
 impl Auth {
@@ -144,7 +141,6 @@ impl Auth {
             policy,
             mail: Composer::default(),
             mfa,
-            webhooks: Arc::default(),
         }
     }
 

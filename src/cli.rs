@@ -201,6 +201,20 @@ pub async fn run() -> anyhow::Result<()> {
     }
 }
 
+/// Every hour (first at start): the audit log's next partitions, and retention. Any
+/// replica may run it; creating or dropping a partition twice is harmless.
+async fn maintain_audit_log(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match state.auth.maintain_audit_log(state.config.audit_retention).await {
+            Ok(dropped) if dropped.is_empty() => {}
+            Ok(dropped) => tracing::info!(partitions = ?dropped, "audit log: expired months dropped"),
+            Err(e) => tracing::warn!(error = %e, "audit log maintenance failed; retrying in an hour"),
+        }
+    }
+}
+
 async fn prepare_database(config: &Config) -> anyhow::Result<()> {
     let url = config.database_url.expose_secret();
     if config.is_development() && db::create_database_if_missing(url).await? {
@@ -228,6 +242,7 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    tokio::spawn(maintain_audit_log(state.clone()));
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();

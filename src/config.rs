@@ -167,6 +167,8 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
     pub mfa: MfaConfig,
+    /// `AUDIT_RETENTION`: audit events older than this go, a whole month at a time.
+    pub audit_retention: Duration,
 }
 
 impl Config {
@@ -311,6 +313,7 @@ impl Config {
                 suggestions: dev,
             },
             mfa: MfaConfig::from_lookup(&get, !dev)?,
+            audit_retention: duration(&get, "AUDIT_RETENTION", "365d")?,
         };
         config.check()?;
         Ok(config)

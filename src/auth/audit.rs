@@ -182,8 +182,19 @@ impl Auth {
                 .map(|id| truncate(id, REQUEST_ID_MAX)),
             details: serde_json::Value::Object(event.details),
         };
-        db::audit::insert(conn, &row).await?;
-        self.queue_webhooks(conn, &row).await
+        // Webhook deliveries (issue 18, item 3) belong here, queued in this same
+        // transaction, so every recorded event, and only those, is pushed.
+        Ok(db::audit::insert(conn, &row).await?)
+    }
+
+    /// Keeps the audit log's partitions: creates this month's and the next, and drops
+    /// every month that ended more than `retention` ago. Answers the dropped partitions.
+    pub async fn maintain_audit_log(&self, retention: std::time::Duration) -> Result<Vec<String>, AuthError> {
+        let now = Utc::now();
+        let cutoff = now - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+        let mut conn = self.conn().await?;
+        db::audit::ensure_partitions(&mut conn, now).await?;
+        Ok(db::audit::drop_partitions_before(&mut conn, cutoff).await?)
     }
 
     /// Records an event that has no transaction of its own to join (a refused sign-in

@@ -5,7 +5,9 @@
 )]
 
 mod account;
+mod admin;
 mod attacks;
+mod audit;
 mod cli;
 mod cookies;
 mod e2e;
