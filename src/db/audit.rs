@@ -113,10 +113,13 @@ pub async fn page(
 ) -> QueryResult<Vec<AuditEvent>> {
     let mut query = filtered(filter);
     if let Some((at, id)) = before {
+        // A row comparison: the only form PostgreSQL turns into an index range.
         query = query.filter(
-            audit_events::created_at
-                .lt(at)
-                .or(audit_events::created_at.eq(at).and(audit_events::id.lt(id))),
+            diesel::dsl::sql::<sql_types::Bool>("(audit_events.created_at, audit_events.id) < (")
+                .bind::<sql_types::Timestamptz, _>(at)
+                .sql(", ")
+                .bind::<sql_types::Uuid, _>(id)
+                .sql(")"),
         );
     }
     query

@@ -54,6 +54,12 @@ where
     connection
 }
 
+/// Whether the selection asks for `totalCount`: counting is the one costly part of a
+/// page, so it runs only when asked.
+fn wants_total(ctx: &Context<'_>) -> bool {
+    ctx.look_ahead().field("totalCount").exists()
+}
+
 /// The admin part of `Query`.
 #[derive(Default)]
 pub struct AdminQuery;
@@ -74,7 +80,13 @@ impl AdminQuery {
         let page = ctx
             .state()
             .auth
-            .list_users(viewer, first, after.as_deref(), search.as_deref())
+            .list_users(
+                viewer,
+                first,
+                after.as_deref(),
+                search.as_deref(),
+                wants_total(ctx),
+            )
             .await?;
         Ok(listing(page, |u| (u.created_at, u.id), User::public))
     }
@@ -93,7 +105,7 @@ impl AdminQuery {
         let page = ctx
             .state()
             .auth
-            .list_audit_events(viewer, first, after.as_deref(), &filter)
+            .list_audit_events(viewer, first, after.as_deref(), &filter, wants_total(ctx))
             .await?;
         Ok(listing(page, |e| (e.created_at, e.id), AuditEvent::full))
     }
