@@ -241,7 +241,7 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     tokio::spawn(maintain_audit_log(state.clone()));
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
