@@ -2,6 +2,8 @@
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
 pub mod account;
+pub mod admin;
+pub mod audit;
 pub mod breach;
 pub mod email_flows;
 pub mod error;
@@ -24,6 +26,7 @@ use secrecy::ExposeSecret;
 use tracing::{info, instrument};
 use uuid::Uuid;
 
+use audit::{Event, EventType};
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
@@ -41,7 +44,7 @@ use crate::db::{
 use crate::mail::Composer;
 
 /// Longest user agent kept with a session.
-const USER_AGENT_MAX: usize = 256;
+pub(crate) const USER_AGENT_MAX: usize = 256;
 /// Lifetime of a device token; each sign-in issues a new one.
 pub const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(180 * 24 * 3600);
 
@@ -65,6 +68,8 @@ pub struct ClientInfo {
     pub ip: Option<IpAddr>,
     /// The device token the browser holds (its device cookie), unverified.
     pub device: Option<secrecy::SecretString>,
+    /// The request id (`X-Request-Id`), recorded with audit events.
+    pub request_id: Option<String>,
 }
 
 /// A freshly issued token pair with its session and user.
@@ -256,8 +261,17 @@ impl Auth {
                     .on_constraint("users_email_key", || AuthError::EmailTaken)?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
-                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
-                    .await
+                let user_id = user.id;
+                let issued = self
+                    .open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await?;
+                self.audit(
+                    conn,
+                    Event::new(EventType::UserCreated, Some(user_id)).session(issued.session_id),
+                    client,
+                )
+                .await?;
+                Ok(issued)
             })
             .await?;
         tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
@@ -300,13 +314,52 @@ impl Auth {
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
-        let Some(user) = user.filter(|_| matched) else {
-            info!("login failed: invalid credentials");
-            return Err(AuthError::InvalidCredentials);
+        let user = match user {
+            Some(user) if matched => user,
+            other => {
+                let user_id = other.map(|user| user.id);
+                if let Some(user_id) = user_id {
+                    tracing::Span::current().record("user.id", tracing::field::display(user_id));
+                }
+                info!("login failed: invalid credentials");
+                // Unknown accounts are recorded too (no user, no address of theirs): a
+                // credential-stuffing run shows in the log even when every email misses.
+                let locked = attempt.locked_account();
+                self.audit_alone(
+                    Event::new(EventType::LoginFailed, user_id).with(
+                        "reason",
+                        if user_id.is_some() {
+                            "invalid_password"
+                        } else {
+                            "unknown_account"
+                        },
+                    ),
+                    client,
+                )
+                .await;
+                if locked && user_id.is_some() {
+                    self.audit_alone(Event::new(EventType::LoginLocked, user_id), client)
+                        .await;
+                }
+                return Err(AuthError::InvalidCredentials);
+            }
         };
         {
             let mut conn = self.conn().await?;
-            if db::factors::has_active(&mut conn, user.id).await? {
+            let has_factor = db::factors::has_active(&mut conn, user.id).await?;
+            // Only now, after the password: the code reveals nothing to someone without it.
+            // With a factor, the second step answers it instead (API.md).
+            if user.disabled_at.is_some() && !has_factor {
+                drop(conn);
+                self.audit_alone(
+                    Event::new(EventType::LoginFailed, Some(user.id)).with("reason", "account_disabled"),
+                    client,
+                )
+                .await;
+                info!("login refused: account disabled");
+                return Err(AuthError::AccountDisabled);
+            }
+            if has_factor {
                 // The attempt stays counted until the second factor clears it: were the right
                 // password to clear the count, each one would buy a fresh round of code guesses.
                 drop(attempt);
@@ -324,8 +377,19 @@ impl Auth {
         let mut conn = self.conn().await?;
         let issued = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
-                    .await
+                let user_id = user.id;
+                let issued = self
+                    .open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await?;
+                self.audit(
+                    conn,
+                    Event::new(EventType::LoginSucceeded, Some(user_id))
+                        .session(issued.session_id)
+                        .with("method", "password"),
+                    client,
+                )
+                .await?;
+                Ok(issued)
             })
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
@@ -429,8 +493,22 @@ impl Auth {
     pub async fn set_role(&self, email: &str, role: Role) -> Result<bool, AuthError> {
         let email = Email::parse(email, "email")?;
         let mut conn = self.conn().await?;
-        let changed = db::users::set_role(&mut conn, email.as_str(), role).await? > 0;
-        Ok(changed)
+        conn.transaction::<_, AuthError, _>(async |conn| {
+            let Some(user) = db::users::find_by_email(conn, email.as_str()).await? else {
+                return Ok(false);
+            };
+            db::users::set_role(conn, email.as_str(), role).await?;
+            if user.role != role {
+                let event = Event::new(EventType::RoleChanged, Some(user.id))
+                    .by(None)
+                    .with("from", user.role.as_str())
+                    .with("to", role.as_str())
+                    .with("by", "operator");
+                self.audit(conn, event, &ClientInfo::default()).await?;
+            }
+            Ok(true)
+        })
+        .await
     }
 }
 
@@ -441,7 +519,7 @@ fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
-fn truncate(s: &str, max_chars: usize) -> &str {
+pub(crate) fn truncate(s: &str, max_chars: usize) -> &str {
     s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
 }
 

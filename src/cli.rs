@@ -214,6 +214,20 @@ async fn operator_state(config: Config, purpose: &str) -> anyhow::Result<AppStat
     AppState::with_keys(config, vec![key])
 }
 
+/// Every hour (first at start): the audit log's next partitions, and retention. Any
+/// replica may run it; creating or dropping a partition twice is harmless.
+async fn maintain_audit_log(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        match state.auth.maintain_audit_log(state.config.audit_retention).await {
+            Ok(dropped) if dropped.is_empty() => {}
+            Ok(dropped) => tracing::info!(partitions = ?dropped, "audit log: expired months dropped"),
+            Err(e) => tracing::warn!(error = %e, "audit log maintenance failed; retrying in an hour"),
+        }
+    }
+}
+
 async fn prepare_database(config: &Config) -> anyhow::Result<()> {
     let url = config.database_url.expose_secret();
     if config.is_development() && db::create_database_if_missing(url).await? {
@@ -245,6 +259,7 @@ async fn serve() -> anyhow::Result<()> {
     let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     let retention =
         retention::Job::new(state.config.database_url.clone(), state.config.retention.clone()).spawn();
+    tokio::spawn(maintain_audit_log(state.clone()));
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();

@@ -210,6 +210,8 @@ pub struct Config {
     pub mfa: MfaConfig,
     /// `WEBAUTHN_*`: the passkey relying party.
     pub webauthn: WebauthnConfig,
+    /// `AUDIT_RETENTION`: audit events older than this go, a whole month at a time.
+    pub audit_retention: Duration,
 }
 
 impl Config {
@@ -363,6 +365,7 @@ impl Config {
             },
             mfa: MfaConfig::from_lookup(&get)?,
             webauthn: WebauthnConfig::from_lookup(&get, &public_url)?,
+            audit_retention: duration(&get, "AUDIT_RETENTION", "365d")?,
         };
         config.check()?;
         Ok(config)

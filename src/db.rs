@@ -2,6 +2,7 @@
 //!
 //! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
 
+pub mod audit;
 pub mod email_tokens;
 pub mod factors;
 pub mod mfa_challenges;

@@ -1,5 +1,6 @@
 //! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
 
+pub mod admin;
 pub mod code;
 pub mod coercion;
 pub mod context;
@@ -31,13 +32,19 @@ pub struct Mutation(
     mutation::MutationRoot,
     mfa::MfaMutation,
     passkeys::PasskeyMutation,
+    admin::AdminMutation,
 );
 
-/// The service's schema type.
-pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;
+/// Read operations.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct Query(query::QueryRoot, admin::AdminQuery);
 
-fn builder(limits: &GraphqlLimits) -> SchemaBuilder<query::QueryRoot, Mutation, EmptySubscription> {
-    let mut builder = Schema::build(query::QueryRoot, Mutation::default(), EmptySubscription)
+/// The service's schema type.
+pub type AuthSchema = Schema<Query, Mutation, EmptySubscription>;
+
+fn builder(limits: &GraphqlLimits) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .enable_federation()
         // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
         .extension(observability::Observability)

@@ -8,6 +8,7 @@ use tracing::{info, instrument, warn};
 
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
+    audit::{Event, EventType},
     input::{DisplayName, Email, Password},
     step_up::Requirement,
 };
@@ -77,6 +78,10 @@ impl Auth {
                 // The session keeps how it was authenticated: a password change is no sign-in.
                 let assurance = super::sessions::assurance_of(&session);
                 let issued = self.reissue(conn, &session, &assurance, Utc::now()).await?;
+                let event = Event::new(EventType::PasswordChanged, Some(user_id))
+                    .session(session_id)
+                    .with("otherSessionsEnded", ended);
+                self.audit(conn, event, client).await?;
                 info!(other_sessions_ended = ended, "password changed");
                 Ok(issued)
             })
@@ -100,8 +105,15 @@ impl Auth {
             .await?;
         self.confirm_password(viewer, password, client, "account deletion")
             .await?;
+        let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;
-        db::users::delete(&mut conn, viewer.user.id).await?;
+        conn.transaction::<_, AuthError, _>(async |conn| {
+            db::users::delete(conn, user_id).await?;
+            // The audit row has no foreign key to users: it outlives the account.
+            let event = Event::new(EventType::UserDeleted, Some(user_id)).session(session_id);
+            self.audit(conn, event, client).await
+        })
+        .await?;
         info!("account deleted");
         Ok(())
     }

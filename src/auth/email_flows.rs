@@ -11,7 +11,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::time::Instant;
 use tracing::{info, instrument};
 
-use super::{Auth, AuthError, ClientInfo, Viewer, input::Email, input::Password, refresh_token::PlainToken};
+use super::{
+    Auth, AuthError, ClientInfo, Viewer,
+    audit::{Event, EventType},
+    input::Email,
+    input::Password,
+    refresh_token::PlainToken,
+};
 use crate::db::{self, email_tokens::Purpose, users::User};
 
 /// Lifetime of an email verification token.
@@ -88,6 +94,8 @@ impl Auth {
                 if db::users::mark_email_verified(conn, user_id, &email).await? == 0 {
                     return Err(AuthError::InvalidToken);
                 }
+                self.audit(conn, Event::new(EventType::EmailVerified, Some(user_id)), client)
+                    .await?;
                 Ok(user_id)
             })
             .await
@@ -179,6 +187,9 @@ impl Auth {
                 // Verified now: a pending verification link has nothing left to prove.
                 db::email_tokens::delete_for_user(conn, user_id, Purpose::VerifyEmail).await?;
                 let revoked = db::sessions::revoke_all_for_user(conn, user_id, "password_reset").await?;
+                let event =
+                    Event::new(EventType::PasswordReset, Some(user_id)).with("sessionsEnded", revoked);
+                self.audit(conn, event, client).await?;
                 Ok((user_id, revoked))
             })
             .await

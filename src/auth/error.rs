@@ -52,6 +52,9 @@ pub enum AuthError {
     /// says which, for the developer fixing a setup. `INVALID_CREDENTIALS`.
     #[error("{0}")]
     PasskeyRefused(&'static str),
+    /// Valid credentials of a disabled account (said only after the credentials).
+    #[error("this account has been disabled: contact an administrator")]
+    AccountDisabled,
     /// A refresh, verification or reset token that is unknown, expired or used.
     #[error("the token is invalid, expired or already used")]
     InvalidToken,

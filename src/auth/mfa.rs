@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
+    audit::{Event, EventType},
     input::Email,
     refresh_token::{PlainToken, TokenHash},
     step_up::{self, Assurance, Method, Requirement},
@@ -239,6 +240,7 @@ impl Auth {
         viewer: &Viewer,
         factor_id: &str,
         code: &str,
+        client: &ClientInfo,
     ) -> Result<Vec<String>, AuthError> {
         let no_factor = || {
             AuthError::input(
@@ -268,6 +270,11 @@ impl Auth {
                 }
                 let first = !db::factors::has_active(conn, user_id).await?;
                 db::factors::confirm(conn, factor.id, step, now).await?;
+                let event = Event::new(EventType::MfaEnrolled, Some(user_id))
+                    .session(session_id)
+                    .with("factorId", factor.id.to_string())
+                    .with("kind", "TOTP");
+                self.audit(conn, event, client).await?;
                 if !first {
                     return Ok((Vec::new(), 0));
                 }
@@ -331,6 +338,7 @@ impl Auth {
             .throttle
             .login(&Email::stored(&user.email), client, device)
             .await?;
+        let user_id = user.id;
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
@@ -339,11 +347,26 @@ impl Auth {
                     .ok_or(AuthError::InvalidToken)?;
                 let now = Utc::now();
                 self.use_code(conn, user.id, &code, now).await?;
+                // Only now, after both factors: the code reveals nothing without them.
+                // Rolling back keeps the code and the mfaToken as they were.
+                if db::users::find(conn, user.id)
+                    .await?
+                    .is_none_or(|u| u.disabled_at.is_some())
+                {
+                    return Err(AuthError::AccountDisabled);
+                }
                 db::mfa_challenges::delete(conn, hash.as_bytes()).await?;
                 let first_step =
                     Assurance::from_parts(challenge.amr.iter().flatten().map(String::as_str), now);
-                self.open_session(conn, user, client, &first_step.with_second_factor(now))
-                    .await
+                let user_id = user.id;
+                let issued = self
+                    .open_session(conn, user, client, &first_step.with_second_factor(now))
+                    .await?;
+                let event = Event::new(EventType::LoginSucceeded, Some(user_id))
+                    .session(issued.session_id)
+                    .with("method", "password+mfa");
+                self.audit(conn, event, client).await?;
+                Ok(issued)
             })
             .await;
         // A connection is never held while the throttle takes its own.
@@ -355,8 +378,19 @@ impl Auth {
                 Ok(issued)
             }
             Err(err) => {
-                if matches!(err, AuthError::InvalidCode) {
-                    info!("second factor refused: invalid code");
+                match err {
+                    AuthError::InvalidCode => {
+                        info!("second factor refused: invalid code");
+                        let event = Event::new(EventType::MfaFailed, Some(user_id)).with("during", "sign_in");
+                        self.audit_alone(event, client).await;
+                    }
+                    AuthError::AccountDisabled => {
+                        info!("sign-in refused: account disabled");
+                        let event = Event::new(EventType::LoginFailed, Some(user_id))
+                            .with("reason", "account_disabled");
+                        self.audit_alone(event, client).await;
+                    }
+                    _ => {}
                 }
                 Err(err)
             }
@@ -412,6 +446,10 @@ impl Auth {
             Err(err) => {
                 if matches!(err, AuthError::InvalidCode) {
                     info!("step-up refused: invalid code");
+                    let event = Event::new(EventType::MfaFailed, Some(user_id))
+                        .session(session_id)
+                        .with("during", "step_up");
+                    self.audit_alone(event, client).await;
                 }
                 Err(err)
             }
@@ -421,7 +459,12 @@ impl Auth {
     /// Removes one factor of the caller; removing the last active one also deletes the
     /// recovery codes. False for an id that is not one of the caller's factors.
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
-    pub async fn remove_factor(&self, viewer: &Viewer, factor_id: &str) -> Result<bool, AuthError> {
+    pub async fn remove_factor(
+        &self,
+        viewer: &Viewer,
+        factor_id: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         let Ok(factor_id) = Uuid::parse_str(factor_id.trim()) else {
             return Ok(false);
         };
@@ -438,6 +481,11 @@ impl Auth {
                     db::factors::delete_recovery_codes(conn, user_id).await?;
                     db::mfa_challenges::delete_for_user(conn, user_id).await?;
                 }
+                let event = Event::new(EventType::MfaRemoved, Some(user_id))
+                    .session(viewer.session_id)
+                    .with("factorId", factor_id.to_string())
+                    .with("mfaOff", mfa_off);
+                self.audit(conn, event, client).await?;
                 Ok((true, mfa_off))
             })
             .await?;
@@ -491,9 +539,9 @@ impl Auth {
                 let Some(user) = db::users::find_by_email(conn, email.as_str()).await? else {
                     return Ok(None);
                 };
-                let factors = db::factors::delete_all(conn, user.id).await?;
-                let codes = db::factors::delete_recovery_codes(conn, user.id).await?;
-                db::mfa_challenges::delete_for_user(conn, user.id).await?;
+                let (factors, codes) = self
+                    .clear_factors(conn, user.id, None, &ClientInfo::default())
+                    .await?;
                 Ok(Some((user.id, factors, codes)))
             })
             .await?;
@@ -508,6 +556,27 @@ impl Auth {
             "MFA reset: every factor and recovery code removed"
         );
         Ok(Some(factors))
+    }
+
+    /// Removes every factor, recovery code and pending second step of `user_id` inside
+    /// the caller's transaction, and records `mfa.reset` by `actor` (an admin; `None`: an
+    /// operator command). Answers how many factors and codes went.
+    pub(crate) async fn clear_factors(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        actor: Option<Uuid>,
+        client: &ClientInfo,
+    ) -> Result<(usize, usize), AuthError> {
+        let factors = db::factors::delete_all(conn, user_id).await?;
+        let codes = db::factors::delete_recovery_codes(conn, user_id).await?;
+        db::mfa_challenges::delete_for_user(conn, user_id).await?;
+        let event = Event::new(EventType::MfaReset, Some(user_id))
+            .by(actor)
+            .with("factorsRemoved", factors)
+            .with("by", if actor.is_some() { "admin" } else { "operator" });
+        self.audit(conn, event, client).await?;
+        Ok((factors, codes))
     }
 
     /// Uses a code of `user_id` inside the caller's transaction: a TOTP code of an active

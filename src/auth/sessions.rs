@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{
     Auth, AuthError, ClientInfo, Issued,
+    audit::{Event, EventType},
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
     step_up::Assurance,
     throttle::TokenCheck,
@@ -91,12 +92,17 @@ impl Auth {
         // Unusable tokens count against the address, and only they wait for it; good ones
         // cost one read, pipelined with the session lock.
         let check = self.throttle.token_check(client);
-        let outcome = self.exchange(&presented, &check).await;
+        let outcome = self.exchange(&presented, &check, client).await;
         check.settle(outcome).await
     }
 
     /// The body of [`Auth::refresh`], once the address may try.
-    async fn exchange(&self, presented: &PlainToken, check: &TokenCheck) -> Result<Issued, AuthError> {
+    async fn exchange(
+        &self,
+        presented: &PlainToken,
+        check: &TokenCheck,
+        client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
         let hash = presented.hash();
         let mut conn = self.conn().await?;
         let outcome = conn
@@ -147,6 +153,9 @@ impl Auth {
                     })),
                     (Decision::Replay | Decision::RevokeSession, _) => {
                         db::sessions::revoke(conn, session.id, "refresh_token_reused").await?;
+                        let event =
+                            Event::new(EventType::RefreshReused, Some(session.user_id)).session(session.id);
+                        self.audit(conn, event, client).await?;
                         Ok(Refreshed::Reused {
                             session_id: session.id,
                             user_id: session.user_id,
@@ -274,22 +283,49 @@ impl Auth {
     /// Ends the session of a refresh token. Unknown tokens succeed too: logging out
     /// must never tell a caller whether a token existed.
     #[instrument(skip_all, fields(session.id))]
-    pub async fn logout(&self, presented: &str) -> Result<(), AuthError> {
+    pub async fn logout(&self, presented: &str, client: &ClientInfo) -> Result<(), AuthError> {
         let hash = PlainToken::presented(presented).hash();
         let mut conn = self.conn().await?;
-        if let Some(token) = db::refresh_tokens::find(&mut conn, hash.as_bytes()).await?
-            && db::sessions::revoke(&mut conn, token.session_id, "logout").await?
-        {
-            info!(session.id = %token.session_id, "session ended by logout");
+        let ended = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let Some(token) = db::refresh_tokens::find(conn, hash.as_bytes()).await? else {
+                    return Ok(None);
+                };
+                let Some(session) = db::sessions::lock(conn, token.session_id).await? else {
+                    return Ok(None);
+                };
+                if !db::sessions::revoke(conn, session.id, "logout").await? {
+                    return Ok(None);
+                }
+                let event = Event::new(EventType::SessionRevoked, Some(session.user_id))
+                    .session(session.id)
+                    .with("reason", "logout");
+                self.audit(conn, event, client).await?;
+                Ok(Some(session.id))
+            })
+            .await?;
+        if let Some(session_id) = ended {
+            info!(session.id = %session_id, "session ended by logout");
         }
         Ok(())
     }
 
     /// Ends every session of a user; answers how many were live.
     #[instrument(skip_all, fields(user.id = %user_id))]
-    pub async fn logout_everywhere(&self, user_id: Uuid) -> Result<usize, AuthError> {
+    pub async fn logout_everywhere(&self, user_id: Uuid, client: &ClientInfo) -> Result<usize, AuthError> {
         let mut conn = self.conn().await?;
-        let ended = db::sessions::revoke_all_for_user(&mut conn, user_id, "logout_all").await?;
+        let ended = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let ended = db::sessions::revoke_all_for_user(conn, user_id, "logout_all").await?;
+                if ended > 0 {
+                    let event = Event::new(EventType::SessionRevoked, Some(user_id))
+                        .with("reason", "logout_all")
+                        .with("sessionsEnded", ended);
+                    self.audit(conn, event, client).await?;
+                }
+                Ok(ended)
+            })
+            .await?;
         info!(sessions = ended, "all sessions ended by logout");
         Ok(ended)
     }
@@ -297,9 +333,25 @@ impl Auth {
     /// Ends one of the caller's own live sessions; false for anything else, so the
     /// answer reveals nothing about other users' sessions.
     #[instrument(skip_all, fields(user.id = %user_id, session.id = %session_id))]
-    pub async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, AuthError> {
+    pub async fn revoke_session(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         let mut conn = self.conn().await?;
-        let revoked = db::sessions::revoke_owned(&mut conn, session_id, user_id, "revoked").await?;
+        let revoked = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let revoked = db::sessions::revoke_owned(conn, session_id, user_id, "revoked").await?;
+                if revoked {
+                    let event = Event::new(EventType::SessionRevoked, Some(user_id))
+                        .session(session_id)
+                        .with("reason", "revoked");
+                    self.audit(conn, event, client).await?;
+                }
+                Ok(revoked)
+            })
+            .await?;
         if revoked {
             info!("session revoked by its owner");
         }

@@ -167,6 +167,8 @@ pub struct Throttle {
 pub struct Attempt {
     throttle: Throttle,
     counted: Vec<(Limit, ThrottleRule, String)>,
+    /// The limits this attempt made wait (for the `login.locked` audit event).
+    locked: Vec<Limit>,
 }
 
 impl Throttle {
@@ -217,6 +219,7 @@ impl Throttle {
         Attempt {
             throttle: self.clone(),
             counted,
+            locked: Vec::new(),
         }
         .succeeded()
         .await;
@@ -277,6 +280,7 @@ impl Throttle {
         Attempt {
             throttle: self.clone(),
             counted: Vec::new(),
+            locked: Vec::new(),
         }
     }
 
@@ -292,8 +296,10 @@ impl Throttle {
         }
         let keys: Vec<String> = counted.iter().map(|(_, _, key)| key.clone()).collect();
         let mut conn = self.db.get().await?;
+        let mut locked = Vec::new();
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
+                locked.clear();
                 let (rows, now) = db::throttle::lock(conn, &keys).await?;
                 let waiting = rows
                     .iter()
@@ -308,6 +314,7 @@ impl Throttle {
                         let (limit, rule, _) = counted.iter().find(|(_, _, key)| *key == row.key)?;
                         let next = take(row, rule, now);
                         if let Some(until) = next.locked_until {
+                            locked.push(*limit);
                             let wait = (until - now).num_seconds();
                             warn!(
                                 limit = limit.name(),
@@ -332,6 +339,7 @@ impl Throttle {
             Ok(()) => Ok(Attempt {
                 throttle: self.clone(),
                 counted,
+                locked,
             }),
             Err((wait, limit)) => {
                 let retry_after = retry_after(wait);
@@ -410,6 +418,14 @@ impl TokenCheck {
 }
 
 impl Attempt {
+    /// Whether this attempt made the account wait (per account, or per account and
+    /// address): a lockout worth an audit event.
+    pub fn locked_account(&self) -> bool {
+        self.locked
+            .iter()
+            .any(|l| matches!(l, Limit::LoginAccount | Limit::LoginAccountAddress))
+    }
+
     /// The guarded work succeeded: a right password clears its account's counts, a good
     /// token gives its attempt back. Failing to record this is logged, not returned:
     /// the caller has already succeeded.

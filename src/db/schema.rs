@@ -1,6 +1,22 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    audit_events (created_at, id) {
+        id -> Uuid,
+        created_at -> Timestamptz,
+        #[sql_name = "type"]
+        type_ -> Text,
+        user_id -> Nullable<Uuid>,
+        actor_id -> Nullable<Uuid>,
+        session_id -> Nullable<Uuid>,
+        client_address -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        details -> Jsonb,
+    }
+}
+
+diesel::table! {
     email_tokens (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -138,6 +154,7 @@ diesel::table! {
         email_verified_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -152,6 +169,7 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
     email_tokens,
     mfa_challenges,
     mfa_factors,

@@ -85,6 +85,8 @@ pub async fn find_live_owner(
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(diesel::dsl::now))
         .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
+        // `disableUser` ends the sessions too; this covers a sign-in racing it.
+        .filter(users::disabled_at.is_null())
         .select(User::as_select())
         .first(conn)
         .await

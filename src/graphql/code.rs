@@ -27,6 +27,8 @@ pub enum Code {
     TokenReused,
     /// Too many attempts.
     RateLimited,
+    /// Valid credentials of a disabled account.
+    AccountDisabled,
     /// The password was right; a second factor must follow (`verifyMfa`).
     MfaRequired,
     /// Wrong, reused or expired TOTP or recovery code.
@@ -55,7 +57,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for tests and for code that reads codes back.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 23] = [
         Code::ParseFailed,
         Code::ValidationFailed,
         Code::Unauthenticated,
@@ -66,6 +68,7 @@ impl Code {
         Code::InvalidToken,
         Code::TokenReused,
         Code::RateLimited,
+        Code::AccountDisabled,
         Code::MfaRequired,
         Code::InvalidCode,
         Code::InsufficientUserAuthentication,
@@ -93,6 +96,7 @@ impl Code {
             Code::InvalidToken => "INVALID_TOKEN",
             Code::TokenReused => "TOKEN_REUSED",
             Code::RateLimited => "RATE_LIMITED",
+            Code::AccountDisabled => "ACCOUNT_DISABLED",
             Code::MfaRequired => "MFA_REQUIRED",
             Code::InvalidCode => "INVALID_CODE",
             Code::InsufficientUserAuthentication => "INSUFFICIENT_USER_AUTHENTICATION",

@@ -41,7 +41,11 @@ impl MfaMutation {
         #[graphql(secret)] code: String,
     ) -> Result<Vec<String>> {
         let viewer = ctx.viewer().await?;
-        Ok(ctx.state().auth.confirm_totp(viewer, &factor_id, &code).await?)
+        Ok(ctx
+            .state()
+            .auth
+            .confirm_totp(viewer, &factor_id, &code, &ctx.request().client)
+            .await?)
     }
 
     /// A TOTP code or a recovery code. With the `mfaToken` of an `MFA_REQUIRED` error it
@@ -77,7 +81,11 @@ impl MfaMutation {
     /// Needs a recent second-factor verification. False if it is not one of mine.
     async fn remove_factor(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let viewer = ctx.viewer().await?;
-        Ok(ctx.state().auth.remove_factor(viewer, &id).await?)
+        Ok(ctx
+            .state()
+            .auth
+            .remove_factor(viewer, &id, &ctx.request().client)
+            .await?)
     }
 
     /// Replaces my recovery codes with 10 new ones, shown only now. Needs a recent

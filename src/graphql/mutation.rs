@@ -88,14 +88,17 @@ impl MutationRoot {
     ) -> Result<bool> {
         let auth = &ctx.state().auth;
         let (token, from_cookie) = refresh_token_of(ctx, refresh_token);
+        let client = &ctx.request().client;
         if all_sessions {
-            auth.logout_everywhere(ctx.viewer().await?.user.id).await?;
+            auth.logout_everywhere(ctx.viewer().await?.user.id, client)
+                .await?;
         } else if let Some(token) = token {
-            auth.logout(&token).await?;
+            auth.logout(&token, client).await?;
         } else if ctx.request().authorization.is_some() {
             // No refresh token at hand: end the session of the access token.
             let viewer = ctx.viewer().await?;
-            auth.revoke_session(viewer.user.id, viewer.session_id).await?;
+            auth.revoke_session(viewer.user.id, viewer.session_id, client)
+                .await?;
         }
         if from_cookie || ctx.request().cookie_delivery {
             clear_cookie(ctx);
@@ -112,7 +115,7 @@ impl MutationRoot {
         Ok(ctx
             .state()
             .auth
-            .revoke_session(viewer.user.id, session_id)
+            .revoke_session(viewer.user.id, session_id, &ctx.request().client)
             .await?)
     }
 

@@ -6,9 +6,10 @@ use uuid::Uuid;
 use super::{context::ContextExt, types::User};
 
 /// Read operations.
+#[derive(Default)]
 pub struct QueryRoot;
 
-#[Object(name = "Query")]
+#[Object]
 impl QueryRoot {
     /// The signed-in user. Requires a valid access token.
     async fn me(&self, ctx: &Context<'_>) -> Result<User> {

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
+    admin::{AdminOnly, AuditEvent},
     context::ContextExt,
     guards::{OwnerOnly, OwnerOrAdmin},
     mfa::MfaFactor,
@@ -19,6 +20,15 @@ pub enum Role {
     User,
     /// May read every user's private fields.
     Admin,
+}
+
+impl From<Role> for db::users::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
 }
 
 impl From<db::users::Role> for Role {
@@ -54,6 +64,8 @@ pub struct User {
     /// token (an `AuthPayload`), so private fields show.
     #[graphql(skip)]
     pub(super) issued_session: Option<Uuid>,
+    #[graphql(skip)]
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -83,6 +95,7 @@ impl User {
             uuid: row.id,
             email_address: row.email,
             issued_session,
+            disabled_at: row.disabled_at,
         }
     }
 }
@@ -106,6 +119,25 @@ impl User {
         Ok(Some(
             rows.into_iter().map(|row| Session::new(row, current)).collect(),
         ))
+    }
+
+    /// Whether an admin disabled the account: visible to admins only.
+    #[graphql(guard = "AdminOnly")]
+    async fn disabled(&self) -> Option<bool> {
+        Some(self.disabled_at.is_some())
+    }
+
+    /// Recent sign-ins and security changes, newest first (`first`: default 20, at most
+    /// 100): visible to the user themself only. Client address and user agent are null
+    /// on events another actor (an admin) caused.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn security_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> Result<Option<Vec<AuditEvent>>> {
+        let rows = ctx.state().auth.security_events(self.uuid, first).await?;
+        Ok(Some(rows.into_iter().map(AuditEvent::for_its_user).collect()))
     }
 
     /// The user's active second factors (TOTP): visible to the user themself only.

@@ -27,6 +27,9 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip()),
     };
+    let request_id = text(header::HeaderName::from_static(X_REQUEST_ID))
+        .unwrap_or_default()
+        .to_owned();
     RequestContext::new(
         text(header::AUTHORIZATION).map(|v| SecretString::from(v.to_owned())),
         cookie(headers, REFRESH_COOKIE),
@@ -38,10 +41,9 @@ pub(crate) fn request_context(parts: &axum::http::request::Parts) -> RequestCont
             user_agent: text(header::USER_AGENT).map(str::to_owned),
             ip: client_ip,
             device: cookie(headers, DEVICE_COOKIE),
+            request_id: Some(request_id.clone()).filter(|id| !id.is_empty()),
         },
-        text(header::HeaderName::from_static(X_REQUEST_ID))
-            .unwrap_or_default()
-            .to_owned(),
+        request_id,
     )
 }
 

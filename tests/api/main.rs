@@ -5,8 +5,10 @@
 )]
 
 mod account;
+mod admin;
 mod ambiguity;
 mod attacks;
+mod audit;
 mod bystanders;
 mod cli;
 mod cookies;

@@ -27,7 +27,7 @@ const NEW_PASSWORD: &str = "another correct horse battery";
 
 /// An authenticator app: reads the otpauth URI and gives a code of a step after the last
 /// one it gave (the service refuses a step twice), within the ±1 step the service takes.
-struct Authenticator {
+pub(crate) struct Authenticator {
     totp: Totp,
     last_step: Option<u64>,
 }
@@ -42,7 +42,7 @@ impl Authenticator {
 
     /// A fresh code: up to three per 30-second window (previous, current and next step),
     /// then it waits for the next window.
-    async fn code(&mut self) -> String {
+    pub(crate) async fn code(&mut self) -> String {
         loop {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             let (secs, step) = (now.as_secs(), now.as_secs() / 30);
@@ -63,13 +63,13 @@ impl Authenticator {
 }
 
 /// A signed-up user who turned TOTP on.
-struct MfaUser {
-    email: String,
+pub(crate) struct MfaUser {
+    pub(crate) email: String,
     /// The access token of the session that enrolled (`aal1` claims, from registering).
-    access: String,
-    factor_id: String,
-    app: Authenticator,
-    recovery_codes: Vec<String>,
+    pub(crate) access: String,
+    pub(crate) factor_id: String,
+    pub(crate) app: Authenticator,
+    pub(crate) recovery_codes: Vec<String>,
 }
 
 fn data<'a>(body: &'a Value, field: &str) -> &'a Value {
@@ -92,7 +92,7 @@ async fn confirm(app: &TestApp, access: &str, factor_id: &str, code: &str) -> Va
         .await
 }
 
-async fn user_with_mfa(app: &TestApp, tag: &str) -> MfaUser {
+pub(crate) async fn user_with_mfa(app: &TestApp, tag: &str) -> MfaUser {
     let address = email(tag);
     let registered = app.register(&address, PASSWORD).await;
     let access = registered["accessToken"].as_str().unwrap().to_owned();
@@ -114,7 +114,7 @@ async fn user_with_mfa(app: &TestApp, tag: &str) -> MfaUser {
 }
 
 /// Logs in with the password, expecting `MFA_REQUIRED`; answers its `mfaToken`.
-async fn mfa_token(app: &TestApp, address: &str) -> String {
+pub(crate) async fn mfa_token(app: &TestApp, address: &str) -> String {
     let body = app.login(address, PASSWORD).await;
     assert_eq!(code(&body), "MFA_REQUIRED", "{body}");
     body["errors"][0]["extensions"]["mfaToken"]
@@ -123,11 +123,11 @@ async fn mfa_token(app: &TestApp, address: &str) -> String {
         .to_owned()
 }
 
-async fn verify(app: &TestApp, token: Option<&str>, code: &str) -> Value {
+pub(crate) async fn verify(app: &TestApp, token: Option<&str>, code: &str) -> Value {
     app.graphql(VERIFY, json!({ "token": token, "code": code })).await
 }
 
-async fn step_up(app: &TestApp, access: &str, code: &str) -> Value {
+pub(crate) async fn step_up(app: &TestApp, access: &str, code: &str) -> Value {
     app.graphql_as(access, VERIFY, json!({ "code": code })).await
 }
 
