@@ -10,6 +10,7 @@ pub mod mfa;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod social;
 pub mod step_up;
 pub mod throttle;
 
@@ -117,6 +118,8 @@ pub struct Auth {
     mail: Composer,
     /// Second factors and step-up (see `mfa`).
     mfa: MfaPolicy,
+    /// Social sign-in providers (see `social`); none until wired.
+    social: Option<Arc<social::Social>>,
 }
 
 impl Auth {
@@ -136,6 +139,7 @@ impl Auth {
             policy,
             mail: Composer::default(),
             mfa,
+            social: None,
         }
     }
 
@@ -243,7 +247,9 @@ impl Auth {
         };
         let matched = self
             .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            // An account without a password verifies against the dummy hash: the same
+            // cost and the same answer as a wrong password.
+            .verify(password, user.as_ref().and_then(|u| u.password_hash.clone()))
             .await?;
         let user = match user {
             Some(user) if matched => user,
@@ -362,6 +368,15 @@ impl Auth {
         let mut conn = self.conn().await?;
         let changed = db::users::set_role(&mut conn, email.as_str(), role).await? > 0;
         Ok(changed)
+    }
+}
+
+/// The key a user's sign-in attempts are counted under: the email, or for an account
+/// without one its id (which never looks like an address, so never shares a counter).
+pub(crate) fn account_key(user: &User) -> Email {
+    match &user.email {
+        Some(email) => Email::stored(email),
+        None => Email::stored(&format!("user:{}", user.id)),
     }
 }
 

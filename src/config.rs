@@ -11,9 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
 pub mod mfa;
+pub mod oauth;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
 pub use mfa::MfaConfig;
+pub use oauth::OAuthConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,6 +167,8 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
     pub mfa: MfaConfig,
+    /// `OAUTH_*`: social sign-in providers, redirect URIs and flow lifetime.
+    pub oauth: OAuthConfig,
 }
 
 impl Config {
@@ -308,6 +312,7 @@ impl Config {
                 suggestions: dev,
             },
             mfa: MfaConfig::from_lookup(&get, !dev)?,
+            oauth: OAuthConfig::from_lookup(&get, public_url.trim_end_matches('/'))?,
         };
         config.check()?;
         Ok(config)

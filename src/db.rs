@@ -4,7 +4,9 @@
 
 pub mod email_tokens;
 pub mod factors;
+pub mod identities;
 pub mod mfa_challenges;
+pub mod oauth_states;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod schema;

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod mutation;
 pub mod query;
+pub mod social;
 pub mod telemetry;
 pub mod types;
 
@@ -22,7 +23,7 @@ use crate::{config::GraphqlLimits, state::AppState};
 /// Write operations.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
+pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation, social::SocialMutation);
 
 /// The service's schema type.
 pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;

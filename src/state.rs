@@ -14,6 +14,7 @@ use crate::{
         jwt::JwtKeys,
         mfa::{self, MfaPolicy},
         password::PasswordHasher,
+        social::Social,
     },
     config::Config,
     db,
@@ -137,7 +138,8 @@ impl AppState {
                 MfaPolicy::new(&config.mfa, mfa_key),
             )
             .with_mail(Composer::new(&config.public_url, &config.email_from))
-            .with_throttle(config.throttle.clone()),
+            .with_throttle(config.throttle.clone())
+            .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?),
             config: Arc::new(config),
             readiness: Arc::default(),
         })))

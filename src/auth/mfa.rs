@@ -207,7 +207,14 @@ impl Auth {
         let secret = totp::generate_secret();
         let factor_id = Uuid::new_v4();
         let sealed = self.mfa.cipher.seal(&secret, &seal_context(factor_id, user.id))?;
-        let uri = totp::otpauth_uri(&secret, &self.mfa.totp_issuer, &user.email)?;
+        // The label authenticator apps show: the email, or for an account without one
+        // its display name or id.
+        let label = match (&user.email, &user.display_name) {
+            (Some(email), _) => email.clone(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => user.id.to_string(),
+        };
+        let uri = totp::otpauth_uri(&secret, &self.mfa.totp_issuer, &label)?;
         let qr_code_svg = totp::qr_svg(&uri)?;
         let mut conn = self.conn().await?;
         db::factors::insert_pending(
@@ -327,7 +334,7 @@ impl Auth {
         check.settle(&found).await;
         let user = found?;
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
-        let attempt = self.throttle.login(&Email::stored(&user.email), client).await?;
+        let attempt = self.throttle.login(&super::account_key(&user), client).await?;
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
@@ -382,7 +389,7 @@ impl Auth {
         }
         let attempt = self
             .throttle
-            .login(&Email::stored(&viewer.user.email), client)
+            .login(&super::account_key(&viewer.user), client)
             .await?;
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;

@@ -12,6 +12,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    identities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        provider -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        linked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     mfa_challenges (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -31,6 +42,20 @@ diesel::table! {
         confirmed_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
         last_used_step -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    oauth_states (state_hash) {
+        state_hash -> Bytea,
+        provider -> Text,
+        redirect_uri -> Text,
+        client_challenge -> Text,
+        pkce_verifier -> Text,
+        nonce -> Text,
+        link_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -104,8 +129,8 @@ diesel::table! {
 diesel::table! {
     users (id) {
         id -> Uuid,
-        email -> Text,
-        password_hash -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
         display_name -> Nullable<Text>,
         role -> Text,
         email_verified_at -> Nullable<Timestamptz>,
@@ -115,8 +140,10 @@ diesel::table! {
 }
 
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(mfa_factors -> users (user_id));
+diesel::joinable!(oauth_states -> users (link_user_id));
 diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -124,8 +151,10 @@ diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     email_tokens,
+    identities,
     mfa_challenges,
     mfa_factors,
+    oauth_states,
     outbox,
     recovery_codes,
     refresh_tokens,

@@ -62,10 +62,11 @@ impl FromSql<Text, Pg> for Role {
 pub struct User {
     /// Opaque random id.
     pub id: Uuid,
-    /// Normalised email address.
-    pub email: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
+    /// Normalised email address; none for an account made from a provider identity
+    /// whose email was not trusted.
+    pub email: Option<String>,
+    /// argon2id PHC string; none for an account that signs in only through providers.
+    pub password_hash: Option<String>,
     /// Optional name shown to others.
     pub display_name: Option<String>,
     /// USER or ADMIN.
@@ -108,6 +109,37 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
         .returning(User::as_returning())
         .get_result(conn)
         .await
+}
+
+/// Inserts an account made from a provider identity: no password, and an email only
+/// when the provider is trusted and verified it (so it counts as verified); a taken
+/// email fails with a unique violation on `users_email_key`.
+pub async fn insert_social(
+    conn: &mut AsyncPgConnection,
+    verified_email: Option<&str>,
+    display_name: Option<&str>,
+) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values((
+            users::email.eq(verified_email),
+            users::email_verified_at.eq(verified_email.map(|_| Utc::now())),
+            users::display_name.eq(display_name),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Finds a user by id and locks the row for the rest of the transaction (changes to
+/// the user's sign-in methods take it, so they happen one at a time).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .for_update()
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Finds a user by normalised email.

@@ -41,6 +41,8 @@ pub mod code {
     pub const INVALID_CODE: &str = "INVALID_CODE";
     /// The operation needs a more recent (second-factor) authentication.
     pub const INSUFFICIENT_USER_AUTHENTICATION: &str = "INSUFFICIENT_USER_AUTHENTICATION";
+    /// A provider identity's email belongs to an account that may not be linked automatically.
+    pub const LINK_REQUIRED: &str = "LINK_REQUIRED";
     /// Database unreachable.
     pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
     /// Anything else.
@@ -61,6 +63,7 @@ pub fn code_of(err: &AuthError) -> &'static str {
         AuthError::MfaRequired { .. } => code::MFA_REQUIRED,
         AuthError::InvalidCode => code::INVALID_CODE,
         AuthError::InsufficientUserAuthentication { .. } => code::INSUFFICIENT_USER_AUTHENTICATION,
+        AuthError::LinkRequired { .. } => code::LINK_REQUIRED,
         AuthError::Unavailable => code::SERVICE_UNAVAILABLE,
         AuthError::Internal(_) => code::INTERNAL,
     }
@@ -79,6 +82,7 @@ impl From<AuthError> for async_graphql::Error {
                 ext.set("factors", factors.clone());
             }
             AuthError::InsufficientUserAuthentication { max_age, .. } => ext.set("maxAge", *max_age),
+            AuthError::LinkRequired { provider } => ext.set("provider", provider.as_str()),
             // Logged here, once, with its chain; the client sees only the code.
             AuthError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AuthError::Unavailable => tracing::warn!("database unavailable"),
@@ -245,6 +249,12 @@ mod tests {
                 },
                 "INSUFFICIENT_USER_AUTHENTICATION",
             ),
+            (
+                AuthError::LinkRequired {
+                    provider: "google".into(),
+                },
+                "LINK_REQUIRED",
+            ),
             (AuthError::Unavailable, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal(anyhow::anyhow!("x")), "INTERNAL_SERVER_ERROR"),
         ];
@@ -259,6 +269,15 @@ mod tests {
         assert_eq!(ext["field"], "displayName");
         let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
         assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn link_required_names_the_provider() {
+        let (message, ext) = extensions(AuthError::LinkRequired {
+            provider: "github".into(),
+        });
+        assert_eq!(ext["provider"], "github");
+        assert!(message.contains("link: true"), "{message}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct User {
     #[graphql(skip)]
     pub(super) uuid: Uuid,
     #[graphql(skip)]
-    email_address: String,
+    email_address: Option<String>,
     /// The session of the caller when the caller is known to be this user without a
     /// token (an `AuthPayload`), so private fields show.
     #[graphql(skip)]
@@ -91,7 +91,7 @@ impl User {
     /// The email address: visible to the user themself and to admins only.
     #[graphql(guard = "OwnerOrAdmin::of(self)")]
     async fn email(&self) -> Option<&str> {
-        Some(&self.email_address)
+        self.email_address.as_deref()
     }
 
     /// The user's live sessions: visible to the user themself only.
@@ -112,6 +112,13 @@ impl User {
     async fn factors(&self, ctx: &Context<'_>) -> Result<Option<Vec<MfaFactor>>> {
         let rows = ctx.state().auth.factors_of(self.uuid).await?;
         Ok(Some(rows.into_iter().map(MfaFactor::from).collect()))
+    }
+
+    /// Linked social sign-in identities: visible to the user themself only.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Option<Vec<super::social::Identity>>> {
+        let rows = ctx.state().auth.identities_of(self.uuid).await?;
+        Ok(Some(rows.into_iter().map(Into::into).collect()))
     }
 
     /// Unused recovery codes: visible to the user themself only. They belong to the

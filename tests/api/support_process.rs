@@ -160,6 +160,7 @@ impl Drop for Service {
 
 /// A client that gives up after 5 s: a request that takes longer counts as a hang.
 pub fn client() -> reqwest::Client {
+    authgraph::auth::social::providers::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
