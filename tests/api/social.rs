@@ -501,3 +501,45 @@ async fn a_social_user_with_totp_gets_mfa_required() {
     assert_eq!(claims(access)["amr"], json!(["fed", "otp", "mfa"]));
     assert_eq!(claims(access)["acr"], "aal2");
 }
+
+#[tokio::test]
+async fn a_social_only_user_sets_a_password_through_the_reset_flow() {
+    let provider = FakeProvider::start().await;
+    let app = spawn(&provider, true).await;
+    let address = email("reset-social");
+    payload(&sign_in(&app, &provider, "acme", &Person::new(&address, true)).await);
+    let requested = app
+        .graphql(
+            "mutation($email: String!) { requestPasswordReset(email: $email) }",
+            json!({ "email": address }),
+        )
+        .await;
+    assert_eq!(requested["data"]["requestPasswordReset"], true, "{requested}");
+    let body = crate::support_mail::text(
+        &app,
+        "select body_text as t from outbox where kind = 'reset_password'",
+    )
+    .await;
+    let token = body
+        .split("reset-password?token=")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| c.is_whitespace())
+        .next()
+        .unwrap();
+    let reset = app
+        .graphql(
+            "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) }",
+            json!({ "input": { "token": token, "newPassword": PASSWORD } }),
+        )
+        .await;
+    assert_eq!(reset["data"]["resetPassword"], true, "{reset}");
+    let login = app.login(&address, PASSWORD).await;
+    assert!(login["errors"].is_null(), "{login}");
+    // Now a password is a second way in: the identity can go.
+    let token = login["data"]["login"]["accessToken"].as_str().unwrap();
+    let me = app.graphql_as(token, IDENTITIES, json!({})).await;
+    let id = me["data"]["me"]["identities"][0]["id"].clone();
+    let body = app.graphql_as(token, UNLINK, json!({ "id": id })).await;
+    assert_eq!(body["data"]["unlinkIdentity"], true, "{body}");
+}
