@@ -17,7 +17,6 @@ pub mod throttle;
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracing::{info, instrument};
 use uuid::Uuid;
@@ -32,7 +31,7 @@ use step_up::{Assurance, Method};
 use throttle::Throttle;
 
 use crate::db::{
-    self, DbConn, DbPool,
+    self, DbConn, DbPool, ResultExt,
     sessions::{NewSession, Session},
     users::{NewUser, Role, User},
 };
@@ -122,31 +121,46 @@ pub struct Auth {
     social: Option<Arc<social::Social>>,
 }
 
+/// Everything [`Auth`] is made of, built once at start-up.
+pub struct AuthParts {
+    /// The connection pool.
+    pub db: DbPool,
+    /// Signing and verification keys.
+    pub keys: Arc<JwtKeys>,
+    /// The argon2 hasher with its bounded queue.
+    pub passwords: PasswordHasher,
+    /// Token and session lifetimes.
+    pub policy: Policy,
+    /// Attempt limits.
+    pub throttle: crate::config::ThrottleConfig,
+    /// Renders the mails the email use cases queue (links to `PUBLIC_URL`).
+    pub mail: Composer,
+    /// Second factors and step-up.
+    pub mfa: MfaPolicy,
+}
+
 impl Auth {
-    /// Wires the service.
-    pub fn new(
-        db: DbPool,
-        keys: Arc<JwtKeys>,
-        passwords: PasswordHasher,
-        policy: Policy,
-        mfa: MfaPolicy,
-    ) -> Self {
-        Self {
-            throttle: Throttle::new(db.clone(), crate::config::ThrottleConfig::default()),
+    /// Wires the service from all its parts: there are no defaults to forget.
+    pub fn new(parts: AuthParts) -> Self {
+        let AuthParts {
             db,
             keys,
             passwords,
             policy,
-            mail: Composer::default(),
+            throttle,
+            mail,
+            mfa,
+        } = parts;
+        Self {
+            throttle: Throttle::new(db.clone(), throttle),
+            db,
+            keys,
+            passwords,
+            policy,
+            mail,
             mfa,
             social: None,
         }
-    }
-
-    /// Replaces the attempt limits (the default is [`crate::config::ThrottleConfig::default`]).
-    pub fn with_throttle(mut self, rules: crate::config::ThrottleConfig) -> Self {
-        self.throttle = Throttle::new(self.db.clone(), rules);
-        self
     }
 
     /// The attempt limits, for use cases that count attempts.
@@ -157,11 +171,6 @@ impl Auth {
     /// The signing and verification keys.
     pub fn keys(&self) -> &JwtKeys {
         &self.keys
-    }
-
-    /// The connection pool.
-    pub fn db(&self) -> &DbPool {
-        &self.db
     }
 
     /// The password hasher (for its queue metrics).
@@ -200,14 +209,9 @@ impl Auth {
                     password_hash: &password_hash,
                     display_name: display_name.as_ref().map(DisplayName::as_str),
                 };
-                let user = db::users::insert(conn, &new).await.map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
-                        if info.constraint_name() == Some("users_email_key") =>
-                    {
-                        AuthError::EmailTaken
-                    }
-                    other => other.into(),
-                })?;
+                let user = db::users::insert(conn, &new)
+                    .await
+                    .on_constraint("users_email_key", || AuthError::EmailTaken)?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
                 self.open_session(conn, user, client, &Assurance::password(Utc::now()))

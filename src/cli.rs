@@ -214,6 +214,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
     telemetry::init(config.log_format);
+    crate::metrics::install();
     let shutdown_timeout = config.shutdown_timeout;
     let addr = config.listen_addr;
     let state = AppState::new(config)?;
@@ -226,7 +227,7 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();

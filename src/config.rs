@@ -66,6 +66,8 @@ pub struct GraphqlLimits {
     pub max_complexity: usize,
     /// Most aliases allowed in one document.
     pub max_aliases: usize,
+    /// Most field selections in one document, fragments expanded.
+    pub max_fields: usize,
     /// Most directives allowed on one field.
     pub max_directives: usize,
     /// Deepest allowed recursion while walking a document (fragments included).
@@ -306,6 +308,7 @@ impl Config {
                 max_depth: parse(&get, "GRAPHQL_MAX_DEPTH", 10)?,
                 max_complexity: parse(&get, "GRAPHQL_MAX_COMPLEXITY", 200)?,
                 max_aliases: parse(&get, "GRAPHQL_MAX_ALIASES", 10)?,
+                max_fields: parse(&get, "GRAPHQL_MAX_FIELDS", 1000)?,
                 max_directives: parse(&get, "GRAPHQL_MAX_DIRECTIVES", 10)?,
                 max_recursive_depth: parse(&get, "GRAPHQL_MAX_RECURSIVE_DEPTH", 32)?,
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
@@ -325,6 +328,7 @@ impl Config {
             ("PASSWORD_HASH_CONCURRENCY", self.password_hash_concurrency),
             ("GRAPHQL_MAX_DEPTH", self.graphql.max_depth),
             ("GRAPHQL_MAX_COMPLEXITY", self.graphql.max_complexity),
+            ("GRAPHQL_MAX_FIELDS", self.graphql.max_fields),
             ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
             ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
         ];
@@ -387,13 +391,14 @@ fn duration(get: &impl Fn(&str) -> Option<String>, name: &str, default: &str) ->
     })
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+/// Parses `90`, `90s`, `15m`, `12h`, `30d` or `250ms`.
 pub fn parse_duration(raw: &str) -> Option<Duration> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let secs = match unit {
+        "ms" => return Some(Duration::from_millis(n)),
         "" | "s" => n,
         "m" => n.checked_mul(60)?,
         "h" => n.checked_mul(3600)?,
@@ -533,6 +538,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("15 minutes"), None);
         assert_eq!(parse_duration(""), None);
     }

@@ -1,17 +1,21 @@
 //! The GraphQL schema: roots, types, guards, limits and the error-code mapping.
 
+pub mod code;
+pub mod coercion;
 pub mod context;
 pub mod error;
+pub mod field_errors;
 pub mod guards;
 pub mod limits;
 pub mod loader;
-pub mod metrics;
 pub mod mfa;
 pub mod mutation;
+pub mod observability;
 pub mod query;
 pub mod social;
-pub mod telemetry;
 pub mod types;
+
+pub use code::Code;
 
 use async_graphql::{
     EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
@@ -31,19 +35,23 @@ pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;
 fn builder(limits: &GraphqlLimits) -> SchemaBuilder<query::QueryRoot, Mutation, EmptySubscription> {
     let mut builder = Schema::build(query::QueryRoot, Mutation::default(), EmptySubscription)
         .enable_federation()
-        // These two first, so they are outermost and count and log the codes
-        // `ErrorCodes` settled on: metrics, and one log line per operation.
-        .extension(metrics::OperationMetrics)
-        .extension(telemetry::Telemetry)
+        // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
+        .extension(observability::Observability)
         .extension(error::ErrorCodes)
-        .extension(limits::DocumentLimits::new(
-            limits.max_aliases,
-            limits.introspection,
-        ))
+        .extension(field_errors::FieldErrors)
+        .extension(coercion::RequestCoercion)
+        // Innermost: it parses the document itself and bounds its expansion before
+        // anything of async-graphql's walks it (see `limits`), so it takes over the
+        // recursion and directive limits too.
+        .extension(limits::DocumentLimits::new(limits::Limits {
+            max_fields: limits.max_fields,
+            max_aliases: limits.max_aliases,
+            max_recursive_depth: limits.max_recursive_depth,
+            max_directives: limits.max_directives,
+            introspection: limits.introspection,
+        }))
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .limit_directives(limits.max_directives)
-        .limit_recursive_depth(limits.max_recursive_depth);
+        .limit_complexity(limits.max_complexity);
     if !limits.introspection {
         // `_service { sdl }` keeps working: gateways compose us with introspection off.
         builder = builder.disable_introspection();
@@ -69,6 +77,7 @@ pub fn sdl() -> String {
         max_depth: 10,
         max_complexity: 200,
         max_aliases: 10,
+        max_fields: 1000,
         max_directives: 10,
         max_recursive_depth: 32,
         introspection: true,

@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::{
     auth::{
-        Auth, Policy,
+        Auth, AuthParts, Policy,
         jwt::JwtKeys,
         mfa::{self, MfaPolicy},
         password::PasswordHasher,
@@ -38,6 +38,8 @@ impl std::ops::Deref for AppState {
 pub struct App {
     /// The auth use cases.
     pub auth: Auth,
+    /// The connection pool, for what is not a use case (probes, the mail worker).
+    pub db: db::DbPool,
     /// The configuration the process started with.
     pub config: Arc<Config>,
     /// What, besides the database answering, keeps this process from taking traffic.
@@ -129,17 +131,19 @@ impl AppState {
             session_max_lifetime: config.session_max_lifetime,
             refresh_grace: config.refresh_grace,
         };
+        let auth = Auth::new(AuthParts {
+            db: pool.clone(),
+            keys: Arc::new(keys),
+            passwords,
+            policy,
+            throttle: config.throttle.clone(),
+            mail: Composer::new(&config.public_url, &config.email_from),
+            mfa: MfaPolicy::new(&config.mfa, mfa_key),
+        })
+        .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?);
         Ok(Self(Arc::new(App {
-            auth: Auth::new(
-                pool,
-                Arc::new(keys),
-                passwords,
-                policy,
-                MfaPolicy::new(&config.mfa, mfa_key),
-            )
-            .with_mail(Composer::new(&config.public_url, &config.email_from))
-            .with_throttle(config.throttle.clone())
-            .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?),
+            auth,
+            db: pool,
             config: Arc::new(config),
             readiness: Arc::default(),
         })))

@@ -107,7 +107,7 @@ impl Code {
 /// SHA-256 of a normalised recovery code (lowercase, no separators).
 fn recovery_code_hash(compact: &str) -> [u8; 32] {
     let normalised = format!("authgraph/recovery-code/v1\0{}", compact.to_ascii_lowercase());
-    TokenHash::of(normalised.as_bytes()).0
+    TokenHash::of(normalised.as_bytes()).to_array()
 }
 
 /// Ten new recovery codes (`xxxx-xxxx-xxxx-xxxx`, base32) and their hashes.
@@ -195,7 +195,7 @@ impl Auth {
         let token = PlainToken::generate()?;
         let amr: Vec<String> = first_step.iter().map(|m| m.as_str().to_owned()).collect();
         let expires_at = Utc::now() + self.mfa.token_ttl;
-        db::mfa_challenges::insert(conn, &token.hash().0, user_id, &amr, expires_at).await?;
+        db::mfa_challenges::insert(conn, token.hash().as_bytes(), user_id, &amr, expires_at).await?;
         Ok(token)
     }
 
@@ -323,7 +323,7 @@ impl Auth {
         let check = self.throttle.token(client).await?;
         let found = async {
             let mut conn = self.conn().await?;
-            let Some(challenge) = db::mfa_challenges::find_live(&mut conn, &hash.0).await? else {
+            let Some(challenge) = db::mfa_challenges::find_live(&mut conn, hash.as_bytes()).await? else {
                 return Err(AuthError::InvalidToken);
             };
             db::users::find(&mut conn, challenge.user_id)
@@ -338,12 +338,12 @@ impl Auth {
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                let challenge = db::mfa_challenges::lock_live(conn, &hash.0)
+                let challenge = db::mfa_challenges::lock_live(conn, hash.as_bytes())
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
                 let now = Utc::now();
                 self.use_code(conn, user.id, &code, now).await?;
-                db::mfa_challenges::delete(conn, &hash.0).await?;
+                db::mfa_challenges::delete(conn, hash.as_bytes()).await?;
                 let first_step =
                     Assurance::from_parts(challenge.amr.iter().flatten().map(String::as_str), now);
                 self.open_session(conn, user, client, &first_step.with_second_factor(now))

@@ -108,7 +108,7 @@ fn valid_challenge(challenge: &str) -> bool {
 
 /// `BASE64URL(SHA-256(verifier))`, as RFC 7636 computes S256.
 fn s256(verifier: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(TokenHash::of(verifier.as_bytes()).0)
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(TokenHash::of(verifier.as_bytes()).as_bytes())
 }
 
 /// How a sign-in found its account.
@@ -187,7 +187,7 @@ impl Auth {
             .await?;
         let now = Utc::now();
         let row = OAuthState {
-            state_hash: state.hash().0.to_vec(),
+            state_hash: state.hash().as_bytes().to_vec(),
             provider: provider.id().to_owned(),
             redirect_uri: redirect_uri.to_owned(),
             client_challenge: code_challenge.to_owned(),
@@ -237,7 +237,7 @@ impl Auth {
         let check = self.throttle.token(client).await?;
         let taken = async {
             let mut conn = self.conn().await?;
-            let flow = db::oauth_states::take_live(&mut conn, &PlainToken::presented(state).hash().0)
+            let flow = db::oauth_states::take_live(&mut conn, PlainToken::presented(state).hash().as_bytes())
                 .await?
                 .ok_or(AuthError::InvalidToken)?;
             // Taken either way: a wrong verifier used the state up.

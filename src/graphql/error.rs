@@ -11,68 +11,33 @@ use async_graphql::{
     parser::types::ExecutableDocument,
 };
 
+use super::code::Code;
 use crate::auth::AuthError;
 
-/// Codes of API.md ("Errors").
-pub mod code {
-    /// The document does not parse.
-    pub const PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
-    /// The document breaks the schema or a limit.
-    pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
-    /// No valid access token where one is required.
-    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
-    /// Signed in but not allowed.
-    pub const FORBIDDEN: &str = "FORBIDDEN";
-    /// Validation of an input failed.
-    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
-    /// Email already registered.
-    pub const EMAIL_TAKEN: &str = "EMAIL_TAKEN";
-    /// Wrong email or password.
-    pub const INVALID_CREDENTIALS: &str = "INVALID_CREDENTIALS";
-    /// Unusable refresh, verification or reset token.
-    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
-    /// Rotated refresh token presented again.
-    pub const TOKEN_REUSED: &str = "TOKEN_REUSED";
-    /// Too many attempts.
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    /// The password was right; a second factor must follow (`verifyMfa`).
-    pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
-    /// Wrong, reused or expired TOTP or recovery code.
-    pub const INVALID_CODE: &str = "INVALID_CODE";
-    /// The operation needs a more recent (second-factor) authentication.
-    pub const INSUFFICIENT_USER_AUTHENTICATION: &str = "INSUFFICIENT_USER_AUTHENTICATION";
-    /// A provider identity's email belongs to an account that may not be linked automatically.
-    pub const LINK_REQUIRED: &str = "LINK_REQUIRED";
-    /// Database unreachable.
-    pub const SERVICE_UNAVAILABLE: &str = "SERVICE_UNAVAILABLE";
-    /// Anything else.
-    pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
-}
-
 /// The code an `AuthError` answers with.
-pub fn code_of(err: &AuthError) -> &'static str {
+pub fn code_of(err: &AuthError) -> Code {
     match err {
-        AuthError::InvalidInput { .. } => code::BAD_USER_INPUT,
-        AuthError::EmailTaken => code::EMAIL_TAKEN,
-        AuthError::InvalidCredentials => code::INVALID_CREDENTIALS,
-        AuthError::Unauthenticated(_) => code::UNAUTHENTICATED,
-        AuthError::Forbidden => code::FORBIDDEN,
-        AuthError::InvalidToken => code::INVALID_TOKEN,
-        AuthError::TokenReused => code::TOKEN_REUSED,
-        AuthError::RateLimited { .. } => code::RATE_LIMITED,
-        AuthError::MfaRequired { .. } => code::MFA_REQUIRED,
-        AuthError::InvalidCode => code::INVALID_CODE,
-        AuthError::InsufficientUserAuthentication { .. } => code::INSUFFICIENT_USER_AUTHENTICATION,
-        AuthError::LinkRequired { .. } => code::LINK_REQUIRED,
-        AuthError::Unavailable => code::SERVICE_UNAVAILABLE,
-        AuthError::Internal(_) => code::INTERNAL,
+        AuthError::InvalidInput { .. } => Code::BadUserInput,
+        AuthError::EmailTaken => Code::EmailTaken,
+        AuthError::InvalidCredentials => Code::InvalidCredentials,
+        AuthError::Unauthenticated(_) => Code::Unauthenticated,
+        AuthError::Forbidden => Code::Forbidden,
+        AuthError::InvalidToken => Code::InvalidToken,
+        AuthError::TokenReused => Code::TokenReused,
+        AuthError::RateLimited { .. } => Code::RateLimited,
+        AuthError::MfaRequired { .. } => Code::MfaRequired,
+        AuthError::InvalidCode => Code::InvalidCode,
+        AuthError::InsufficientUserAuthentication { .. } => Code::InsufficientUserAuthentication,
+        AuthError::LinkRequired { .. } => Code::LinkRequired,
+        AuthError::Unavailable => Code::ServiceUnavailable,
+        AuthError::Internal(_) => Code::Internal,
     }
 }
 
 impl From<AuthError> for async_graphql::Error {
     fn from(err: AuthError) -> Self {
         let mut ext = ErrorExtensionValues::default();
-        ext.set("code", code_of(&err));
+        ext.set("code", code_of(&err).as_str());
         match &err {
             AuthError::InvalidInput { field, .. } => ext.set("field", *field),
             AuthError::EmailTaken => ext.set("field", "email"),
@@ -97,8 +62,8 @@ impl From<AuthError> for async_graphql::Error {
 }
 
 /// Gives every parse and validation error its code (async-graphql leaves them bare),
-/// and any other uncoded error `INTERNAL_SERVER_ERROR`, so clients can always branch on
-/// `extensions.code`.
+/// async-graphql's own field-level input errors `BAD_USER_INPUT`, and any other uncoded
+/// error `INTERNAL_SERVER_ERROR`, so clients can always branch on `extensions.code`.
 pub struct ErrorCodes;
 
 impl ExtensionFactory for ErrorCodes {
@@ -109,14 +74,6 @@ impl ExtensionFactory for ErrorCodes {
 
 struct ErrorCodesExtension;
 
-fn with_code(mut err: ServerError, code: &str) -> ServerError {
-    let ext = err.extensions.get_or_insert_with(ErrorExtensionValues::default);
-    if ext.get("code").is_none() {
-        ext.set("code", code);
-    }
-    err
-}
-
 #[async_trait::async_trait]
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
@@ -124,7 +81,17 @@ impl Extension for ErrorCodesExtension {
         let errors = std::mem::take(&mut response.errors);
         response.errors = errors
             .into_iter()
-            .map(|e| with_code(without_values(e), code::INTERNAL))
+            .map(|e| {
+                // Resolvers answer with a coded `AuthError`; what async-graphql raises
+                // uncoded at a field is its own check of the client's input (argument
+                // values, `_entities` representations). Anything else is ours.
+                let code = if e.path.is_empty() {
+                    Code::Internal
+                } else {
+                    Code::BadUserInput
+                };
+                code.or_on(without_values(e))
+            })
             .collect();
         response
     }
@@ -137,7 +104,7 @@ impl Extension for ErrorCodesExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         next.run(ctx, query, variables).await.map_err(|e| {
-            if e.extensions.as_ref().is_some_and(|x| x.get("code").is_some()) {
+            if Code::is_set(&e) {
                 // Refused by a limit of ours before parsing: do not parse it here either.
                 return e;
             }
@@ -145,9 +112,9 @@ impl Extension for ErrorCodesExtension {
             // document that parses on its own broke a limit, which API.md codes as a
             // validation failure. (Only failures pay for the second parse.)
             if async_graphql::parser::parse_query(query).is_ok() {
-                with_code(e, code::VALIDATION_FAILED)
+                Code::ValidationFailed.or_on(e)
             } else {
-                with_code(without_source(e), code::PARSE_FAILED)
+                Code::ParseFailed.or_on(without_source(e))
             }
         })
     }
@@ -160,7 +127,7 @@ impl Extension for ErrorCodesExtension {
         next.run(ctx).await.map_err(|errors| {
             errors
                 .into_iter()
-                .map(|e| with_code(e, code::VALIDATION_FAILED))
+                .map(|e| Code::ValidationFailed.or_on(e))
                 .collect()
         })
     }
@@ -195,18 +162,17 @@ fn without_values(mut err: ServerError) -> ServerError {
     err
 }
 
-/// Whether a response failed before execution (parse or validation), which the
-/// GraphQL-over-HTTP spec answers with 400 on `application/graphql-response+json`.
+/// Whether a response failed before execution (parse, validation, variables, operation
+/// selection), which the GraphQL-over-HTTP spec answers with 400 on
+/// `application/graphql-response+json`, and without a `data` entry. Errors raised while
+/// executing carry the path of their field; these carry none.
 pub fn failed_before_execution(response: &Response) -> bool {
     response.data == Value::Null
-        && response.errors.iter().any(|e| {
-            e.extensions
-                .as_ref()
-                .and_then(|x| x.get("code"))
-                .is_some_and(|c| {
-                    *c == Value::from(code::PARSE_FAILED) || *c == Value::from(code::VALIDATION_FAILED)
-                })
-        })
+        && !response.errors.is_empty()
+        && response
+            .errors
+            .iter()
+            .all(|e| e.path.is_empty() && Code::of(e).before_execution())
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use tower::{Layer, Service};
 use super::{
     X_REQUEST_ID,
     client_ip::{ClientAddr, TrustedProxies},
-    negotiate,
+    response::negotiate,
 };
 
 /// Longest client-supplied request id kept; a longer one is replaced.

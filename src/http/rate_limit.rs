@@ -19,8 +19,11 @@ use tower_governor::{
     GovernorError, GovernorLayer, governor::GovernorConfigBuilder, key_extractor::KeyExtractor,
 };
 
-use super::{Negotiated, client_ip::ClientAddr, error_response};
-use crate::config::HttpRateLimit;
+use super::{
+    client_ip::ClientAddr,
+    response::{Negotiated, error_response},
+};
+use crate::{config::HttpRateLimit, graphql::Code};
 
 /// How often idle clients are forgotten.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
@@ -85,7 +88,7 @@ fn refusal(error: GovernorError) -> Response<Body> {
             tracing::warn!(retry_after, "request refused: client over the HTTP rate limit");
             let body = json!({ "errors": [{
                 "message": format!("too many requests: retry in {retry_after} seconds"),
-                "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after },
+                "extensions": { "code": Code::RateLimited.as_str(), "retryAfter": retry_after },
             }] });
             let mut response = Response::new(Body::from(body.to_string()));
             *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
@@ -99,7 +102,7 @@ fn refusal(error: GovernorError) -> Response<Body> {
         }
         _ => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_SERVER_ERROR",
+            Code::Internal,
             "internal error",
             Negotiated::Json,
         ),

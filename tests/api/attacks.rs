@@ -305,3 +305,36 @@ async fn a_deeply_nested_literal_is_refused_before_the_parser_sees_it() {
         .await;
     assert_eq!(code(&response.body), "GRAPHQL_VALIDATION_FAILED");
 }
+
+/// `{...F0} fragment F0 on Query{...F1 ...F1} ... fragment F{levels} on Query{leaf}`: 1.3 KB
+/// at 30 levels, 2^30 selections once expanded.
+fn spread_doubling(levels: usize, leaf: &str) -> String {
+    let mut doc = String::from("{...F0}");
+    for i in 0..levels {
+        doc += &format!(" fragment F{i} on Query{{...F{n} ...F{n}}}", n = i + 1);
+    }
+    doc + &format!(" fragment F{levels} on Query{{{leaf}}}")
+}
+
+#[tokio::test]
+async fn a_spread_doubling_document_is_refused_before_it_is_expanded() {
+    // Before the expansion bound, 30 levels grew the process until the kernel killed it.
+    let app = TestApp::spawn().await;
+    for leaf in ["__typename", "me { id }"] {
+        let body = app.graphql(&spread_doubling(30, leaf), json!({})).await;
+        assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+        assert!(body.get("data").is_none(), "not executed: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or("");
+        assert!(message.contains("too many fields"), "{message}");
+    }
+    let cycle = app
+        .graphql(
+            "{...A} fragment A on Query{...B} fragment B on Query{...A}",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&cycle), "GRAPHQL_VALIDATION_FAILED", "{cycle}");
+    // A small expansion of the same shape still runs.
+    let small = app.graphql(&spread_doubling(3, "__typename"), json!({})).await;
+    assert_eq!(small["data"]["__typename"], "Query", "{small}");
+}

@@ -188,6 +188,7 @@ impl TestApp {
     /// Starts the app with a fresh key of `alg` and extra environment variables.
     pub async fn spawn_with(alg: KeyAlgorithm, vars: &[(&str, &str)]) -> Self {
         authgraph::telemetry::init_for_tests();
+        authgraph::metrics::install();
         let db = TestDb::create();
         let mut env: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), db.url.clone()),

@@ -23,6 +23,7 @@ mod outage;
 mod redaction;
 mod register;
 mod replicas;
+mod responses;
 mod robustness;
 mod sessions;
 mod shutdown;
