@@ -15,6 +15,7 @@ pub mod password;
 pub mod refresh_token;
 mod sessions;
 pub mod sign_in_methods;
+pub mod social;
 pub mod step_up;
 pub mod throttle;
 
@@ -133,6 +134,8 @@ pub struct Auth {
     passkeys: Arc<passkeys::PasskeyPolicy>,
     /// The breached-password range API, when configured.
     breach: Option<breach::BreachCheck>,
+    /// Social sign-in providers (see `social`); none until wired.
+    social: Option<Arc<social::Social>>,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -181,6 +184,7 @@ impl Auth {
             mfa,
             passkeys: Arc::new(passkeys),
             breach,
+            social: None,
         }
     }
 
@@ -312,7 +316,9 @@ impl Auth {
         let attempt = self.throttle.login(&email, client, device).await?;
         let matched = self
             .passwords
-            .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+            // An account without a password verifies against the dummy hash: the same
+            // cost and the same answer as a wrong password.
+            .verify(password, user.as_ref().and_then(|u| u.password_hash.clone()))
             .await?;
         let user = match user {
             Some(user) if matched => user,
@@ -509,6 +515,15 @@ impl Auth {
             Ok(true)
         })
         .await
+    }
+}
+
+/// The key a user's sign-in attempts are counted under: the email, or for an account
+/// without one its id (which never looks like an address, so never shares a counter).
+pub(crate) fn account_key(user: &User) -> Email {
+    match &user.email {
+        Some(email) => Email::stored(email),
+        None => Email::stored(&format!("user:{}", user.id)),
     }
 }
 

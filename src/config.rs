@@ -11,10 +11,12 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
 pub mod mfa;
+pub mod oauth;
 pub mod webauthn;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, HttpServerLimits, ThrottleConfig, ThrottleRule};
 pub use mfa::MfaConfig;
+pub use oauth::OAuthConfig;
 pub use webauthn::WebauthnConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
@@ -212,6 +214,8 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     /// `AUDIT_RETENTION`: audit events older than this go, a whole month at a time.
     pub audit_retention: Duration,
+    /// `OAUTH_*`: social sign-in providers, redirect URIs and flow lifetime.
+    pub oauth: OAuthConfig,
 }
 
 impl Config {
@@ -366,6 +370,7 @@ impl Config {
             mfa: MfaConfig::from_lookup(&get)?,
             webauthn: WebauthnConfig::from_lookup(&get, &public_url)?,
             audit_retention: duration(&get, "AUDIT_RETENTION", "365d")?,
+            oauth: OAuthConfig::from_lookup(&get, public_url.trim_end_matches('/'))?,
         };
         config.check()?;
         Ok(config)

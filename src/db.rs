@@ -5,7 +5,9 @@
 pub mod audit;
 pub mod email_tokens;
 pub mod factors;
+pub mod identities;
 pub mod mfa_challenges;
+pub mod oauth_states;
 pub mod outbox;
 pub mod passkeys;
 pub mod refresh_tokens;

@@ -14,6 +14,7 @@ pub mod mutation;
 pub mod observability;
 pub mod passkeys;
 pub mod query;
+pub mod social;
 pub mod types;
 
 pub use code::Code;
@@ -33,6 +34,7 @@ pub struct Mutation(
     mfa::MfaMutation,
     passkeys::PasskeyMutation,
     admin::AdminMutation,
+    social::SocialMutation,
 );
 
 /// Read operations.

@@ -15,6 +15,7 @@ use crate::{
         mfa::{self, MfaPolicy},
         passkeys::PasskeyPolicy,
         password::PasswordHasher,
+        social::Social,
     },
     config::Config,
     db,
@@ -147,7 +148,8 @@ impl AppState {
             mfa: MfaPolicy::new(&config.mfa, mfa_key),
             passkeys: PasskeyPolicy::new(&config.webauthn)?,
             breach,
-        });
+        })
+        .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?);
         Ok(Self(Arc::new(App {
             auth,
             db: pool,

@@ -89,9 +89,9 @@ impl Auth {
         Ok(issued)
     }
 
-    /// Deletes the caller's account and everything theirs, after checking the password
-    /// (every account has one so far; one without would be deleted on step-up alone,
-    /// [`Requirement::Passwordless`]).
+    /// Deletes the caller's account and everything theirs, after checking the password;
+    /// an account without one (social sign-in only) is deleted on step-up alone
+    /// ([`Requirement::Passwordless`]).
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
     pub async fn delete_account(
         &self,
@@ -99,12 +99,16 @@ impl Auth {
         password: Option<&str>,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let password = password
-            .ok_or_else(|| AuthError::input("password", "enter your password to delete the account"))?;
-        self.require_step_up(viewer, Requirement::PasswordConfirmed)
-            .await?;
-        self.confirm_password(viewer, password, client, "account deletion")
-            .await?;
+        if viewer.user.password_hash.is_none() {
+            self.require_step_up(viewer, Requirement::Passwordless).await?;
+        } else {
+            let password = password
+                .ok_or_else(|| AuthError::input("password", "enter your password to delete the account"))?;
+            self.require_step_up(viewer, Requirement::PasswordConfirmed)
+                .await?;
+            self.confirm_password(viewer, password, client, "account deletion")
+                .await?;
+        }
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| {
@@ -130,12 +134,13 @@ impl Auth {
         let attempt = self
             .throttle
             .login(
-                &Email::stored(&viewer.user.email),
+                &super::account_key(&viewer.user),
                 client,
                 self.device_of(client, viewer.user.id),
             )
             .await?;
-        let stored = Some(viewer.user.password_hash.clone());
+        // No password: the dummy hash runs, and the answer is a wrong password's.
+        let stored = viewer.user.password_hash.clone();
         if !self
             .passwords
             .verify(Password::candidate(password), stored)

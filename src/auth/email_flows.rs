@@ -37,6 +37,10 @@ impl Auth {
         conn: &mut AsyncPgConnection,
         user: &User,
     ) -> Result<(), AuthError> {
+        // An account made from a provider identity may have no address to verify.
+        let Some(address) = user.email.as_deref() else {
+            return Ok(());
+        };
         let token = PlainToken::generate()?;
         let expires_at = Utc::now() + VERIFY_TOKEN_TTL;
         db::email_tokens::replace(
@@ -44,13 +48,13 @@ impl Auth {
             token.hash().as_bytes(),
             user.id,
             Purpose::VerifyEmail,
-            &user.email,
+            address,
             expires_at,
         )
         .await?;
         let mail = self
             .mail
-            .verification(user.id, &user.email, token.expose(), VERIFY_TOKEN_TTL);
+            .verification(user.id, address, token.expose(), VERIFY_TOKEN_TTL);
         db::outbox::insert(conn, &mail).await?;
         info!(user.id = %user.id, mail.id = %mail.id, "verification mail queued");
         Ok(())
@@ -68,9 +72,15 @@ impl Auth {
             info!("email already verified: no mail sent");
             return Ok(true);
         }
+        let Some(address) = viewer.user.email.as_deref() else {
+            return Err(AuthError::input(
+                "email",
+                "this account has no email address to verify",
+            ));
+        };
         let _counted = self
             .throttle
-            .mail_request(&Email::stored(&viewer.user.email), client)
+            .mail_request(&Email::stored(address), client)
             .await?;
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| self.queue_verification(conn, &viewer.user).await)
@@ -136,13 +146,13 @@ impl Auth {
                 token.hash().as_bytes(),
                 user.id,
                 Purpose::ResetPassword,
-                &user.email,
+                email.as_str(),
                 expires_at,
             )
             .await?;
             let mail = self
                 .mail
-                .password_reset(user.id, &user.email, token.expose(), RESET_TOKEN_TTL);
+                .password_reset(user.id, email.as_str(), token.expose(), RESET_TOKEN_TTL);
             db::outbox::insert(conn, &mail).await?;
             info!(mail.id = %mail.id, "password reset mail queued");
             Ok(())

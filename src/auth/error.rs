@@ -93,6 +93,15 @@ pub enum AuthError {
         /// Whether the user has a second factor (it must then be part of it).
         second_factor: bool,
     },
+    /// A provider identity whose email belongs to an existing account that may not be
+    /// linked automatically: sign in to that account and link the provider from there.
+    #[error(
+        "an account with this email already exists: sign in to it, then link this provider with startOAuth(link: true)"
+    )]
+    LinkRequired {
+        /// The provider id.
+        provider: String,
+    },
     /// The database cannot be reached.
     #[error("the service is temporarily unavailable: retry shortly")]
     Unavailable,

@@ -208,7 +208,14 @@ impl Auth {
         let secret = totp::generate_secret();
         let factor_id = Uuid::new_v4();
         let sealed = self.mfa.cipher.seal(&secret, &seal_context(factor_id, user.id))?;
-        let uri = totp::otpauth_uri(&secret, &self.mfa.totp_issuer, &user.email)?;
+        // The label authenticator apps show: the email, or for an account without one
+        // its display name or id.
+        let label = match (&user.email, &user.display_name) {
+            (Some(email), _) => email.clone(),
+            (None, Some(name)) => name.clone(),
+            (None, None) => user.id.to_string(),
+        };
+        let uri = totp::otpauth_uri(&secret, &self.mfa.totp_issuer, &label)?;
         let qr_code_svg = totp::qr_svg(&uri)?;
         let mut conn = self.conn().await?;
         db::factors::insert_pending(
@@ -336,7 +343,7 @@ impl Auth {
         let device = self.device_of(client, user.id);
         let attempt = self
             .throttle
-            .login(&Email::stored(&user.email), client, device)
+            .login(&super::account_key(&user), client, device)
             .await?;
         let user_id = user.id;
         let mut conn = self.conn().await?;
@@ -420,7 +427,7 @@ impl Auth {
         let device = self.device_of(client, viewer.user.id);
         let attempt = self
             .throttle
-            .login(&Email::stored(&viewer.user.email), client, device)
+            .login(&super::account_key(&viewer.user), client, device)
             .await?;
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;

@@ -230,10 +230,18 @@ impl Auth {
             db::passkeys::list(&mut conn, user.id).await?
         };
         let exclude = existing.into_iter().map(|p| p.credential_id).collect();
-        let display = user.display_name.as_deref().unwrap_or(&user.email);
+        // The account's name in the authenticator's list: its email, or for an account
+        // without one (social sign-in), its display name or id.
+        let id_label = user.id.to_string();
+        let name = user
+            .email
+            .as_deref()
+            .or(user.display_name.as_deref())
+            .unwrap_or(&id_label);
+        let display = user.display_name.as_deref().unwrap_or(name);
         let (mut options, state) = policy
             .webauthn
-            .start_passkey_registration(user.id, &user.email, display, Some(exclude))
+            .start_passkey_registration(user.id, name, display, Some(exclude))
             .map_err(|e| anyhow::anyhow!("starting a passkey registration: {e}"))?;
         // Ask for a discoverable credential, so `beginPasskeyLogin` without an email finds
         // it (webauthn-rs leaves residency to the authenticator, which then makes none).
@@ -492,7 +500,7 @@ impl Auth {
                     attempt.succeeded().await;
                 }
                 self.throttle
-                    .clear_login(&Email::stored(&issued.user.email), client)
+                    .clear_login(&super::account_key(&issued.user), client)
                     .await;
                 info!(session.id = %issued.session_id, "login succeeded with a passkey");
                 Ok(*issued)

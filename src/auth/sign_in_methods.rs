@@ -26,7 +26,7 @@ impl SignInMethods {
 /// the user's row lock when it is about to remove one).
 pub async fn of(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<SignInMethods> {
     Ok(SignInMethods {
-        password: !user.password_hash.is_empty(),
+        password: user.password_hash.as_deref().is_some_and(|h| !h.is_empty()),
         passkeys: db::passkeys::count(conn, user.id).await?,
     })
 }

@@ -28,6 +28,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    identities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        provider -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        linked_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     mfa_challenges (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -47,6 +58,20 @@ diesel::table! {
         confirmed_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
         last_used_step -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    oauth_states (state_hash) {
+        state_hash -> Bytea,
+        provider -> Text,
+        redirect_uri -> Text,
+        client_challenge -> Text,
+        pkce_verifier -> Text,
+        nonce -> Text,
+        link_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -147,8 +172,8 @@ diesel::table! {
 diesel::table! {
     users (id) {
         id -> Uuid,
-        email -> Text,
-        password_hash -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
         display_name -> Nullable<Text>,
         role -> Text,
         email_verified_at -> Nullable<Timestamptz>,
@@ -159,8 +184,10 @@ diesel::table! {
 }
 
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(mfa_factors -> users (user_id));
+diesel::joinable!(oauth_states -> users (link_user_id));
 diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(passkey_ceremonies -> users (user_id));
 diesel::joinable!(passkeys -> users (user_id));
@@ -171,8 +198,10 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     email_tokens,
+    identities,
     mfa_challenges,
     mfa_factors,
+    oauth_states,
     outbox,
     passkey_ceremonies,
     passkeys,

@@ -62,10 +62,11 @@ impl FromSql<Text, Pg> for Role {
 pub struct User {
     /// Opaque random id.
     pub id: Uuid,
-    /// Normalised email address.
-    pub email: String,
-    /// argon2id PHC string.
-    pub password_hash: String,
+    /// Normalised email address; none for an account made from a provider identity
+    /// whose email was not trusted.
+    pub email: Option<String>,
+    /// argon2id PHC string; none for an account that signs in only through providers.
+    pub password_hash: Option<String>,
     /// Optional name shown to others.
     pub display_name: Option<String>,
     /// USER or ADMIN.
@@ -110,6 +111,37 @@ pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryRes
         .returning(User::as_returning())
         .get_result(conn)
         .await
+}
+
+/// Inserts an account made from a provider identity: no password, and an email only
+/// when the provider is trusted and verified it (so it counts as verified); a taken
+/// email fails with a unique violation on `users_email_key`.
+pub async fn insert_social(
+    conn: &mut AsyncPgConnection,
+    verified_email: Option<&str>,
+    display_name: Option<&str>,
+) -> QueryResult<User> {
+    diesel::insert_into(users::table)
+        .values((
+            users::email.eq(verified_email),
+            users::email_verified_at.eq(verified_email.map(|_| Utc::now())),
+            users::display_name.eq(display_name),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Finds a user by id and locks the row for the rest of the transaction (changes to
+/// the user's sign-in methods take it, so they happen one at a time).
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .for_update()
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Finds a user by normalised email.
@@ -275,17 +307,6 @@ pub async fn count(conn: &mut AsyncPgConnection, search: Option<&str>) -> QueryR
     searched(search).count().get_result(conn).await
 }
 
-/// Locks a user row for the rest of the transaction.
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
-    users::table
-        .find(id)
-        .select(User::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()
-}
-
 /// Locks every enabled admin and answers their ids: role and disable changes take this
 /// lock first, so two admins demoting each other at once cannot both succeed.
 pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Uuid>> {
@@ -318,26 +339,19 @@ pub async fn set_role_of(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> 
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_prefixes_escape_like_wildcards() {
-        assert_eq!(prefix_pattern("ann"), "ann%");
-        assert_eq!(prefix_pattern("a_b%c\\"), "a\\_b\\%c\\\\%");
-    }
-}
-
 /// Users whose stored email holds anything but printable ASCII, oldest first: the only
 /// rows whose spelling Unicode normalisation can change.
 pub async fn with_non_ascii_email(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Uuid, String)>> {
-    users::table
+    let rows: Vec<(Uuid, Option<String>)> = users::table
         .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("email ~ '[^ -~]'"))
         .order(users::created_at.asc())
         .select((users::id, users::email))
         .load(conn)
-        .await
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, email)| Some((id, email?)))
+        .collect())
 }
 
 /// Rewrites the stored email of a user; a taken address fails with a unique violation
@@ -347,4 +361,15 @@ pub async fn set_email(conn: &mut AsyncPgConnection, id: Uuid, email: &str) -> Q
         .set((users::email.eq(email), users::updated_at.eq(diesel::dsl::now)))
         .execute(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_prefixes_escape_like_wildcards() {
+        assert_eq!(prefix_pattern("ann"), "ann%");
+        assert_eq!(prefix_pattern("a_b%c\\"), "a\\_b\\%c\\\\%");
+    }
 }

@@ -35,6 +35,9 @@ pub enum Code {
     InvalidCode,
     /// The operation needs a more recent (second-factor) authentication.
     InsufficientUserAuthentication,
+    /// A provider identity's email belongs to an account that may not be linked
+    /// automatically (`extensions.provider`).
+    LinkRequired,
     /// The database (or another dependency) is unreachable, or the request ran out of time.
     ServiceUnavailable,
     /// Anything else.
@@ -57,7 +60,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for tests and for code that reads codes back.
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::ParseFailed,
         Code::ValidationFailed,
         Code::Unauthenticated,
@@ -72,6 +75,7 @@ impl Code {
         Code::MfaRequired,
         Code::InvalidCode,
         Code::InsufficientUserAuthentication,
+        Code::LinkRequired,
         Code::ServiceUnavailable,
         Code::Internal,
         Code::BadRequest,
@@ -100,6 +104,7 @@ impl Code {
             Code::MfaRequired => "MFA_REQUIRED",
             Code::InvalidCode => "INVALID_CODE",
             Code::InsufficientUserAuthentication => "INSUFFICIENT_USER_AUTHENTICATION",
+            Code::LinkRequired => "LINK_REQUIRED",
             Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Code::Internal => "INTERNAL_SERVER_ERROR",
             Code::BadRequest => "BAD_REQUEST",

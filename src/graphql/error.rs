@@ -29,6 +29,7 @@ pub fn code_of(err: &AuthError) -> Code {
         AuthError::MfaRequired { .. } => Code::MfaRequired,
         AuthError::InvalidCode => Code::InvalidCode,
         AuthError::InsufficientUserAuthentication { .. } => Code::InsufficientUserAuthentication,
+        AuthError::LinkRequired { .. } => Code::LinkRequired,
         AuthError::Unavailable => Code::ServiceUnavailable,
         AuthError::Internal(_) => Code::Internal,
     }
@@ -47,6 +48,7 @@ impl From<AuthError> for async_graphql::Error {
                 ext.set("factors", factors.clone());
             }
             AuthError::InsufficientUserAuthentication { max_age, .. } => ext.set("maxAge", *max_age),
+            AuthError::LinkRequired { provider } => ext.set("provider", provider.as_str()),
             // Logged here, once, with its chain; the client sees only the code.
             AuthError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AuthError::Unavailable => tracing::warn!("database unavailable"),
@@ -216,6 +218,12 @@ mod tests {
                 },
                 "INSUFFICIENT_USER_AUTHENTICATION",
             ),
+            (
+                AuthError::LinkRequired {
+                    provider: "google".into(),
+                },
+                "LINK_REQUIRED",
+            ),
             (AuthError::Unavailable, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal(anyhow::anyhow!("x")), "INTERNAL_SERVER_ERROR"),
         ];
@@ -230,6 +238,15 @@ mod tests {
         assert_eq!(ext["field"], "displayName");
         let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
         assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn link_required_names_the_provider() {
+        let (message, ext) = extensions(AuthError::LinkRequired {
+            provider: "github".into(),
+        });
+        assert_eq!(ext["provider"], "github");
+        assert!(message.contains("link: true"), "{message}");
     }
 
     #[test]

@@ -22,6 +22,11 @@ impl QueryRoot {
         user_by_id(ctx, &id).await
     }
 
+    /// The configured social sign-in providers. Public.
+    async fn oauth_providers(&self, ctx: &Context<'_>) -> Vec<super::social::OAuthProvider> {
+        super::social::providers(ctx)
+    }
+
     /// Federation: resolves `User` references by key, with the rules of `user(id)`.
     /// The representations of one `_entities` call resolve concurrently, so the loader
     /// reads them all in one query.

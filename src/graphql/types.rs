@@ -59,7 +59,7 @@ pub struct User {
     #[graphql(skip)]
     pub(super) uuid: Uuid,
     #[graphql(skip)]
-    email_address: String,
+    email_address: Option<String>,
     /// The session of the caller when the caller is known to be this user without a
     /// token (an `AuthPayload`), so private fields show.
     #[graphql(skip)]
@@ -105,7 +105,7 @@ impl User {
     /// The email address: visible to the user themself and to admins only.
     #[graphql(guard = "OwnerOrAdmin::of(self)")]
     async fn email(&self) -> Option<&str> {
-        Some(&self.email_address)
+        self.email_address.as_deref()
     }
 
     /// The user's live sessions: visible to the user themself only.
@@ -152,6 +152,13 @@ impl User {
     async fn passkeys(&self, ctx: &Context<'_>) -> Result<Option<Vec<Passkey>>> {
         let rows = ctx.state().auth.passkeys_of(self.uuid).await?;
         Ok(Some(rows.into_iter().map(Passkey::from).collect()))
+    }
+
+    /// Linked social sign-in identities: visible to the user themself only.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Option<Vec<super::social::Identity>>> {
+        let rows = ctx.state().auth.identities_of(self.uuid).await?;
+        Ok(Some(rows.into_iter().map(Into::into).collect()))
     }
 
     /// Unused recovery codes: visible to the user themself only. They belong to the

@@ -179,6 +179,47 @@ async fn graphiql_works_in_a_real_browser() {
     .await;
 }
 
+/// Social sign-in against a real OpenID Connect provider (the `oidc-provider` package on
+/// 127.0.0.1, development login and consent): startOAuth, the provider's redirects with a
+/// cookie jar, completeOAuth, tokens. The provider is found lazily (first `startOAuth`),
+/// so the app is configured with the port before the suite starts the provider on it.
+#[tokio::test]
+async fn social_sign_in_with_a_real_openid_provider() {
+    const CLIENT_ID: &str = "authgraph-e2e";
+    const CLIENT_SECRET: &str = "e2e-client-secret-0123456789abcdef";
+    const REDIRECT_URI: &str = "https://app.example/auth/callback";
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let app = TestApp::spawn_with(
+        KeyAlgorithm::Es256,
+        &[
+            ("OAUTH_PROVIDERS", "local"),
+            ("OAUTH_LOCAL_NAME", "Local OIDC"),
+            ("OAUTH_LOCAL_ISSUER", &issuer),
+            ("OAUTH_LOCAL_CLIENT_ID", CLIENT_ID),
+            ("OAUTH_LOCAL_CLIENT_SECRET", CLIENT_SECRET),
+            ("OAUTH_LOCAL_TRUST_EMAIL", "true"),
+            ("OAUTH_REDIRECT_URIS", REDIRECT_URI),
+        ],
+    )
+    .await;
+    suite(
+        "oidc.mjs",
+        &[
+            ("AUTHGRAPH_URL", served(&app).await),
+            ("OIDC_PORT", port.to_string()),
+            ("OIDC_CLIENT_ID", CLIENT_ID.to_owned()),
+            ("OIDC_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("OIDC_REDIRECT_URI", REDIRECT_URI.to_owned()),
+            ("OIDC_PROVIDER_ID", "local".to_owned()),
+        ],
+    )
+    .await;
+}
+
 #[test]
 fn a_missing_chromium_fails_saying_how_to_get_it() {
     let problem = chromium_at(Path::new("/nonexistent/chromium")).unwrap_err();
