@@ -8,6 +8,7 @@ mod cors;
 mod edge;
 mod graphiql;
 mod handler;
+mod live;
 mod probes;
 mod rate_limit;
 mod request_context;
@@ -34,6 +35,8 @@ const X_TOKEN_DELIVERY: &str = "x-token-delivery";
 struct Http {
     state: AppState,
     schema: AuthSchema,
+    /// Open live sockets, for their limits.
+    live: std::sync::Arc<live::Sockets>,
 }
 
 /// The whole HTTP application. Serve it with
@@ -59,7 +62,11 @@ pub fn router(state: AppState) -> Router {
     // the handler runs innermost.
     let mut router = router
         .fallback(response::not_found)
-        .with_state(Http { state, schema })
+        .with_state(Http {
+            state,
+            schema,
+            live: Default::default(),
+        })
         .layer(CatchPanicLayer::custom(|_panic| {
             // The payload may quote anything the code was handling: never echo it.
             tracing::error!("request handler panicked");

@@ -6,6 +6,8 @@
 //! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
 //!   through a circuit breaker), below auth and above storage;
+//! - live events: [`events`] (the LISTEN connection and the per-user fan-out behind the
+//!   `sessionEvents` subscription), fed by storage and read by the transport;
 //! - storage: [`db`] (pool, migrations, queries per table).
 //!
 //! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
@@ -14,6 +16,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod mail;

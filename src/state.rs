@@ -34,6 +34,9 @@ pub struct App {
     pub auth: Auth,
     /// The configuration the process started with.
     pub config: Arc<Config>,
+    /// The live session events every open socket subscribes to (fed by
+    /// [`crate::events::spawn_listener`]).
+    pub events: Arc<crate::events::Hub>,
     /// What, besides the database answering, keeps this process from taking traffic.
     pub readiness: Arc<Readiness>,
 }
@@ -113,6 +116,7 @@ impl AppState {
                 .with_mail(Composer::new(&config.public_url, &config.email_from))
                 .with_throttle(config.throttle.clone()),
             config: Arc::new(config),
+            events: Arc::default(),
             readiness: Arc::default(),
         })))
     }
