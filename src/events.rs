@@ -123,6 +123,16 @@ impl Hub {
         crate::metrics::live_listener_up(up);
     }
 
+    /// Subscribers of one user's events (a socket holds one, plus one per running
+    /// subscription).
+    pub fn subscribers(&self, user: Uuid) -> usize {
+        self.users
+            .lock()
+            .ok()
+            .and_then(|users| users.get(&user).map(broadcast::Sender::receiver_count))
+            .unwrap_or(0)
+    }
+
     /// Users with at least one subscriber (for tests and metrics).
     pub fn users(&self) -> usize {
         self.users.lock().map_or(0, |u| u.len())

@@ -14,6 +14,7 @@ mod email;
 mod federation;
 mod helpers;
 mod jwt;
+mod live;
 mod login;
 mod me;
 mod metrics;
