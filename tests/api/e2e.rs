@@ -193,3 +193,19 @@ async fn graphiql_works_in_a_real_browser() {
     )
     .await;
 }
+
+/// Live events with the `graphql-ws` client across two replicas on one database: a
+/// session revoked through one replica closes its socket on the other (4403).
+#[tokio::test(flavor = "multi_thread")]
+async fn live_events_sign_a_device_out_across_replicas() {
+    let app = TestApp::spawn().await;
+    let (_replica, replica_addr, _stop) = crate::live::second_replica(&app).await;
+    suite(
+        "live.mjs",
+        &[
+            ("AUTHGRAPH_URL", served(&app).await),
+            ("AUTHGRAPH_REPLICA_URL", format!("http://{replica_addr}")),
+        ],
+    )
+    .await;
+}

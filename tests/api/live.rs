@@ -14,7 +14,11 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::helpers::{LOGIN, PASSWORD, TestApp, claims, email};
+use crate::{
+    helpers::{LOGIN, PASSWORD, TestApp, claims, email},
+    support_pg::PgCluster,
+    support_process::{Service, eventually},
+};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -390,4 +394,141 @@ async fn an_event_on_one_replica_reaches_a_socket_on_the_other() {
     assert_eq!(heard["type"], "SESSION_REVOKED");
     assert_eq!(heard["sessionId"], sid(&a));
     assert_eq!(close_code(&mut on_b).await, Some(4403));
+}
+
+/// Signs in on `service` until `ws` hears the `NEW_SIGN_IN` (the subscription, or the
+/// listener after an outage, comes up asynchronously); answers the time it took.
+async fn sign_in_until_heard(service: &Service, address: &str, ws: &mut Socket) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no NEW_SIGN_IN reached the socket"
+        );
+        let (_, body, _) = service
+            .graphql(
+                LOGIN,
+                json!({ "input": { "email": address, "password": PASSWORD } }),
+                &[],
+            )
+            .await;
+        if body["data"]["login"].is_null() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        let heard = tokio::time::timeout(Duration::from_secs(1), receive(ws)).await;
+        if let Ok(message) = heard {
+            let message = message.expect("the socket stays open");
+            assert_eq!(message["payload"]["data"]["sessionEvents"]["type"], "NEW_SIGN_IN");
+            return started.elapsed();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sockets_survive_a_database_restart_and_events_resume() {
+    let pg = PgCluster::init();
+    pg.start();
+    let service = Service::spawn(&[("DATABASE_URL", &pg.url("authgraph_live_restart"))]);
+    eventually(Duration::from_secs(60), "ready", || async {
+        service.get("/readyz").await.0 == 200
+    })
+    .await;
+    let address = email("live-restart");
+    let (_, body, _) = service
+        .graphql(
+            crate::helpers::REGISTER,
+            json!({ "input": { "email": address, "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let token = body["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = signed_in(service.addr, &token).await;
+    send(
+        &mut ws,
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS } }),
+    )
+    .await;
+    sign_in_until_heard(&service, &address, &mut ws).await;
+
+    pg.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pg.start();
+    let resumed = sign_in_until_heard(&service, &address, &mut ws).await;
+    eprintln!("events resumed {resumed:?} after the database came back");
+    let lines = service.lines().join("\n");
+    assert!(lines.contains("LISTEN connection lost"), "{lines}");
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 1,000 idle signed-in sockets on one process (a debug build): all stay open, and the
+/// memory they cost is printed for the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_idle_sockets_stay_open() {
+    const SOCKETS: usize = 1000;
+    let db = crate::helpers::TestDb::create();
+    let service = Service::spawn(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("APP_ENV", "production"),
+        (
+            "JWT_KEYS",
+            authgraph::auth::jwt::SigningKey::generate(authgraph::auth::jwt::KeyAlgorithm::Es256)
+                .unwrap()
+                .1
+                .expose_secret(),
+        ),
+        ("HTTP_RATE_LIMIT", "off"),
+        ("LIVE_MAX_SOCKETS_PER_USER", "2000"),
+        ("LIVE_MAX_SOCKETS_PER_ADDRESS", "2000"),
+    ]);
+    let (_, body, _) = service
+        .graphql(
+            crate::helpers::REGISTER,
+            json!({ "input": { "email": email("live-many"), "password": PASSWORD } }),
+            &[],
+        )
+        .await;
+    let token = body["data"]["register"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = rss_kib(service.pid());
+    let mut sockets = Vec::with_capacity(SOCKETS);
+    for _ in 0..SOCKETS {
+        let mut ws = signed_in(service.addr, &token).await;
+        send(
+            &mut ws,
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": EVENTS } }),
+        )
+        .await;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(service.pid());
+    let metrics = service.get("/metrics").await.1;
+    assert!(
+        metrics.contains(&format!("authgraph_live_sockets_open {SOCKETS}")),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("live"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!(
+        "{SOCKETS} idle sockets: RSS {before} KiB -> {after} KiB ({:.1} KiB per socket)",
+        (after.saturating_sub(before)) as f64 / SOCKETS as f64
+    );
 }
