@@ -357,6 +357,9 @@ async fn queries_and_mutations_over_the_socket_are_refused() {
     // The mutation never ran: the session is alive.
     let me = app.graphql_as(token, "{ me { id } }", json!({})).await;
     assert!(me["errors"].is_null(), "{me}");
+    // And the subscription does not run over HTTP.
+    let over_http = app.graphql_as(token, EVENTS, json!({})).await;
+    assert_eq!(crate::helpers::code(&over_http), "BAD_REQUEST", "{over_http}");
 }
 
 #[tokio::test]
