@@ -78,7 +78,8 @@ impl Extension for ErrorCodesExtension {
                 // async-graphql's refusal of a subscription outside the socket is the
                 // client's mistake, not ours: say where subscriptions run.
                 if e.path.is_empty() && e.message == SUBSCRIPTION_OVER_HTTP {
-                    e.message = "subscriptions run over the WebSocket at /graphql (graphql-transport-ws)".into();
+                    e.message =
+                        "subscriptions run over the WebSocket at /graphql (graphql-transport-ws)".into();
                     return Code::BadRequest.or_on(e);
                 }
                 // Resolvers answer with a coded `AuthError`; what async-graphql raises

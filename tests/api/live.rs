@@ -5,6 +5,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use authgraph::{auth::jwt::parse_pem_bundle, db::users::Role, events::Hub, state::AppState};
 use futures_util::{SinkExt, StreamExt};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -362,26 +363,31 @@ async fn queries_and_mutations_over_the_socket_are_refused() {
     assert_eq!(crate::helpers::code(&over_http), "BAD_REQUEST", "{over_http}");
 }
 
-#[tokio::test]
-async fn an_event_on_one_replica_reaches_a_socket_on_the_other() {
-    let app = TestApp::spawn().await;
-    // Replica B: its own state, hub, listener and router; the same database and keys.
+/// A second replica of `app`: its own state, hub, listener and router on a real socket;
+/// the same database and keys. Both replicas listen for events once this returns.
+pub async fn second_replica(app: &TestApp) -> (AppState, SocketAddr, [CancellationToken; 2]) {
     let keys = parse_pem_bundle(app.key_pem()).unwrap();
     let other = AppState::with_keys((*app.state.config).clone(), keys).unwrap();
-    let _stop_a = listen(&app.state, &app.db.url).await;
-    let _stop_b = listen(&other, &app.db.url).await;
+    let stop_a = listen(&app.state, &app.db.url).await;
+    let stop_b = listen(&other, &app.db.url).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr_b = listener.local_addr().unwrap();
-    let router_b = authgraph::app(other.clone());
+    let addr = listener.local_addr().unwrap();
+    let router = authgraph::app(other.clone());
     tokio::spawn(async move {
         axum::serve(
             listener,
-            router_b.into_make_service_with_connect_info::<SocketAddr>(),
+            router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .unwrap();
     });
+    (other, addr, [stop_a, stop_b])
+}
 
+#[tokio::test]
+async fn an_event_on_one_replica_reaches_a_socket_on_the_other() {
+    let app = TestApp::spawn().await;
+    let (other, addr_b, _stop) = second_replica(&app).await;
     let address = email("live-replica");
     let a = app.register(&address, PASSWORD).await["accessToken"]
         .as_str()
