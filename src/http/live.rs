@@ -56,6 +56,8 @@ const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// Read and write buffer of a socket: messages both ways are a few hundred bytes.
+const SOCKET_BUFFER: usize = 4 * 1024;
 /// Subscriptions one socket may run at once (a client needs one).
 const MAX_SUBSCRIPTIONS: usize = 8;
 /// Client messages buffered for async-graphql; a client sending faster is flooding.
@@ -209,6 +211,10 @@ pub(crate) async fn upgrade(http: Http, mut parts: Parts) -> Response {
         .protocols([WebSocketProtocols::GraphQLWS.sec_websocket_protocol()])
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite's defaults (128 KiB each) suit bulk transfer; an idle socket
+        // carrying a few small events a day would hold a quarter MiB.
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
         .on_upgrade(move |socket| async move {
             let _open = Open::new();
             let _address_slot = address_slot;
