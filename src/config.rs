@@ -10,8 +10,10 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
+pub mod mfa;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
+pub use mfa::MfaConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +184,8 @@ pub struct Config {
     pub graphql: GraphqlLimits,
     /// `LIVE_*`: the live-events sockets.
     pub live: LiveConfig,
+    /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -332,6 +336,7 @@ impl Config {
                 ping_interval: duration(&get, "LIVE_PING_INTERVAL", "30s")?,
                 init_timeout: duration(&get, "LIVE_INIT_TIMEOUT", "10s")?,
             },
+            mfa: MfaConfig::from_lookup(&get, !dev)?,
         };
         config.check()?;
         Ok(config)
@@ -486,7 +491,15 @@ mod tests {
 
     #[test]
     fn production_turns_off_development_conveniences() {
-        let c = config(&[("APP_ENV", "production"), ("JWT_KEYS", "/etc/keys.pem")]).unwrap();
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_KEYS", "/etc/keys.pem"),
+            (
+                "MFA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+        ])
+        .unwrap();
         assert!(!c.graphiql && !c.graphql.introspection && !c.graphql.suggestions);
         assert_eq!(c.log_format, LogFormat::Json);
     }

@@ -8,6 +8,7 @@ pub mod field_errors;
 pub mod guards;
 pub mod limits;
 pub mod loader;
+pub mod mfa;
 pub mod mutation;
 pub mod observability;
 pub mod query;
@@ -16,19 +17,25 @@ pub mod types;
 
 pub use code::Code;
 
-use async_graphql::{SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
 
 use crate::{config::GraphqlLimits, state::AppState};
 
+// Each capability keeps its resolvers in a module of its own; the roots merge them.
+/// Write operations.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
+
 /// The service's schema type.
-pub type AuthSchema = Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
+pub type AuthSchema = Schema<query::QueryRoot, Mutation, subscription::SubscriptionRoot>;
 
 fn builder(
     limits: &GraphqlLimits,
-) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot> {
+) -> SchemaBuilder<query::QueryRoot, Mutation, subscription::SubscriptionRoot> {
     let mut builder = Schema::build(
         query::QueryRoot,
-        mutation::MutationRoot,
+        Mutation::default(),
         subscription::SubscriptionRoot,
     )
     .enable_federation()
