@@ -3,7 +3,13 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use authgraph::{auth::jwt::parse_pem_bundle, db::users::Role, events::Hub, state::AppState};
+use authgraph::{
+    auth::jwt::parse_pem_bundle,
+    auth::step_up::{Assurance, Method},
+    db::users::Role,
+    events::Hub,
+    state::AppState,
+};
 use futures_util::{SinkExt, StreamExt};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -249,6 +255,7 @@ async fn connection_init_refuses_expired_and_invalid_tokens() {
             user,
             session,
             Role::User,
+            &Assurance::new(&[Method::Pwd], chrono::Utc::now()),
             chrono::Utc::now() - chrono::TimeDelta::hours(1),
         )
         .unwrap();
@@ -284,6 +291,7 @@ async fn connection_init_refuses_expired_and_invalid_tokens() {
             user,
             session,
             Role::User,
+            &Assurance::new(&[Method::Pwd], chrono::Utc::now()),
             chrono::Utc::now() - ttl + chrono::TimeDelta::seconds(2),
         )
         .unwrap();
