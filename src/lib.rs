@@ -7,9 +7,11 @@
 //! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL;
 //!   fails with one `AuthError`);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
-//!   through a circuit breaker); beside it, [`events`] (the LISTEN connection and the
-//!   per-user fan-out behind the `sessionEvents` subscription), fed by storage and read
-//!   by the transport;
+//!   through a circuit breaker);
+//! - retention: [`retention`] (the job deleting ended sessions, finished mail and expired
+//!   tokens), beside mail: a background task over storage that `serve` runs;
+//! - live events: [`events`] (the LISTEN connection and the per-user fan-out behind the
+//!   `sessionEvents` subscription), beside mail: fed by storage, read by the transport;
 //! - storage: [`db`] (pool, migrations, queries per table; `db/schema.rs` is generated).
 //!
 //! [`config`] (every environment variable, parsed once), [`telemetry`] and [`metrics`] sit
@@ -30,6 +32,7 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod request;
+pub mod retention;
 pub mod state;
 pub mod telemetry;
 

@@ -88,6 +88,12 @@ pub const LIVE_EVENTS_SENT_TOTAL: &str = "authgraph_live_events_sent_total";
 pub const LIVE_SOCKETS_REFUSED_TOTAL: &str = "authgraph_live_sockets_refused_total";
 /// 1 while the process LISTENs for session events, else 0. Gauge.
 pub const LIVE_LISTENER_UP: &str = "authgraph_live_listener_up";
+/// Rows deleted by the retention job, by `table` (`sessions`, `refresh_tokens`,
+/// `outbox`, `email_tokens`). Counter.
+pub const RETENTION_PRUNED_ROWS_TOTAL: &str = "authgraph_retention_pruned_rows_total";
+/// Retention passes by `outcome`: `done`, `skipped` (another replica holds the lock),
+/// `failed`. Counter.
+pub const RETENTION_RUNS_TOTAL: &str = "authgraph_retention_runs_total";
 
 /// Most distinct GraphQL operation names kept as label values; later ones count as `other`.
 const MAX_OPERATION_NAMES: usize = 200;
@@ -212,6 +218,11 @@ fn describe() {
     describe_counter!(LIVE_EVENTS_SENT_TOTAL, "Session events sent over sockets by type");
     describe_counter!(LIVE_SOCKETS_REFUSED_TOTAL, "Sockets refused or closed by a limit");
     describe_gauge!(LIVE_LISTENER_UP, "Whether the process listens for session events");
+    describe_counter!(
+        RETENTION_PRUNED_ROWS_TOTAL,
+        "Rows deleted by the retention job, by table"
+    );
+    describe_counter!(RETENTION_RUNS_TOTAL, "Retention passes by outcome");
 }
 
 /// Records one HTTP request.
@@ -360,6 +371,16 @@ pub fn live_refused(reason: &'static str) {
 /// Records whether the LISTEN connection is up.
 pub fn live_listener_up(up: bool) {
     gauge!(LIVE_LISTENER_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Records rows the retention job deleted from `table`.
+pub fn retention_pruned(table: &'static str, rows: u64) {
+    counter!(RETENTION_PRUNED_ROWS_TOTAL, "table" => table).increment(rows);
+}
+
+/// Records one retention pass (`done`, `skipped`, `failed`).
+pub fn retention_run(outcome: &'static str) {
+    counter!(RETENTION_RUNS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// Publishes the SMTP breaker's state: `closed`, `open` or `half_open`.

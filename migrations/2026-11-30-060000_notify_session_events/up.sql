@@ -40,10 +40,15 @@ create trigger sessions_notify_revoked
     for each row when (old.revoked_at is null and new.revoked_at is not null)
     execute function authgraph_notify_session_event();
 
--- Deleting an account cascades to its sessions: the live ones end there.
+-- Deleting an account cascades to its sessions: the live ones end there. Pruning ended
+-- sessions (revoked or expired: the retention job) announces nothing.
 create trigger sessions_notify_deleted
     after delete on sessions
-    for each row when (old.revoked_at is null)
+    for each row when (
+        old.revoked_at is null
+        and old.expires_at > now()
+        and old.absolute_expires_at > now()
+    )
     execute function authgraph_notify_session_event();
 
 create function authgraph_notify_password_changed() returns trigger
