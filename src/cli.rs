@@ -56,9 +56,9 @@ down, /readyz answers 503 until the database is ready, and GraphQL requests answ
 SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
 In production it never touches the schema: run `authgraph migrate` first.
 
-It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables), and
+It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables),
 the retention job, deleting ended sessions, finished mail and expired email tokens
-(RETENTION_* variables; one replica at a time).
+(RETENTION_* variables; one replica at a time), and listens on DATABASE_URL for session events, pushed to live sockets (LIVE_* variables).
 
 SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
 most SHUTDOWN_TIMEOUT while the mail worker finishes its delivery in flight (or releases
@@ -263,6 +263,13 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();
+    // Session events for the live sockets: one LISTEN connection for the process,
+    // reconnecting on its own while the database is away.
+    let live_events = crate::events::spawn_listener(
+        state.config.database_url.expose_secret().to_owned(),
+        state.events.clone(),
+        stop.clone(),
+    );
     let readiness = state.readiness.clone();
     let signalled = stop.clone();
     tokio::spawn(async move {
@@ -303,6 +310,7 @@ async fn serve() -> anyhow::Result<()> {
         }
     };
     stop.cancel();
+    let _ = live_events.await;
     if let Err(e) = mail_stopped.await {
         tracing::error!(error = %e, "stopping the mail worker failed");
     }

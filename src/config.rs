@@ -59,6 +59,23 @@ impl SameSite {
     }
 }
 
+/// Limits of the live-events sockets (`LIVE_*`).
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    /// `LIVE_MAX_SOCKETS_PER_USER`: open sockets one user may hold (every tab and app).
+    pub max_sockets_per_user: usize,
+    /// `LIVE_MAX_SOCKETS_PER_ADDRESS`: open sockets from one client address, signed in
+    /// or not (an office behind one NAT address holds many).
+    pub max_sockets_per_address: usize,
+    /// `LIVE_MAX_MESSAGE_BYTES`: largest message a client may send.
+    pub max_message_bytes: usize,
+    /// `LIVE_PING_INTERVAL`: how often the server pings; a socket silent for two
+    /// intervals is closed.
+    pub ping_interval: Duration,
+    /// `LIVE_INIT_TIMEOUT`: how long a socket may stay open without `connection_init`.
+    pub init_timeout: Duration,
+}
+
 /// Limits applied to every GraphQL document.
 #[derive(Clone, Debug)]
 pub struct GraphqlLimits {
@@ -208,6 +225,8 @@ pub struct Config {
     /// `GRAPHQL_MAX_DEPTH`, `GRAPHQL_MAX_COMPLEXITY`, `GRAPHQL_MAX_ALIASES`, ... and the
     /// introspection and suggestion switches.
     pub graphql: GraphqlLimits,
+    /// `LIVE_*`: the live-events sockets.
+    pub live: LiveConfig,
     /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
     pub mfa: MfaConfig,
     /// `WEBAUTHN_*`: the passkey relying party.
@@ -367,6 +386,13 @@ impl Config {
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
                 suggestions: dev,
             },
+            live: LiveConfig {
+                max_sockets_per_user: parse(&get, "LIVE_MAX_SOCKETS_PER_USER", 20)?,
+                max_sockets_per_address: parse(&get, "LIVE_MAX_SOCKETS_PER_ADDRESS", 200)?,
+                max_message_bytes: parse(&get, "LIVE_MAX_MESSAGE_BYTES", 16 * 1024)?,
+                ping_interval: duration(&get, "LIVE_PING_INTERVAL", "30s")?,
+                init_timeout: duration(&get, "LIVE_INIT_TIMEOUT", "10s")?,
+            },
             mfa: MfaConfig::from_lookup(&get)?,
             webauthn: WebauthnConfig::from_lookup(&get, &public_url)?,
             audit_retention: duration(&get, "AUDIT_RETENTION", "365d")?,
@@ -386,6 +412,11 @@ impl Config {
             ("GRAPHQL_MAX_FIELDS", self.graphql.max_fields),
             ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
             ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
+            ("LIVE_MAX_SOCKETS_PER_USER", self.live.max_sockets_per_user),
+            ("LIVE_MAX_SOCKETS_PER_ADDRESS", self.live.max_sockets_per_address),
+            ("LIVE_MAX_MESSAGE_BYTES", self.live.max_message_bytes),
+            ("LIVE_PING_INTERVAL", self.live.ping_interval.as_millis() as usize),
+            ("LIVE_INIT_TIMEOUT", self.live.init_timeout.as_millis() as usize),
             ("RETENTION_BATCH", self.retention.batch),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {

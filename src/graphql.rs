@@ -15,13 +15,12 @@ pub mod observability;
 pub mod passkeys;
 pub mod query;
 pub mod social;
+pub mod subscription;
 pub mod types;
 
 pub use code::Code;
 
-use async_graphql::{
-    EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
-};
+use async_graphql::{MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
 
 use crate::{config::GraphqlLimits, state::AppState};
 
@@ -43,28 +42,32 @@ pub struct Mutation(
 pub struct Query(query::QueryRoot, admin::AdminQuery);
 
 /// The service's schema type.
-pub type AuthSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AuthSchema = Schema<Query, Mutation, subscription::SubscriptionRoot>;
 
-fn builder(limits: &GraphqlLimits) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .enable_federation()
-        // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
-        .extension(observability::Observability)
-        .extension(error::ErrorCodes)
-        .extension(field_errors::FieldErrors)
-        .extension(coercion::RequestCoercion)
-        // Innermost: it parses the document itself and bounds its expansion before
-        // anything of async-graphql's walks it (see `limits`), so it takes over the
-        // recursion and directive limits too.
-        .extension(limits::DocumentLimits::new(limits::Limits {
-            max_fields: limits.max_fields,
-            max_aliases: limits.max_aliases,
-            max_recursive_depth: limits.max_recursive_depth,
-            max_directives: limits.max_directives,
-            introspection: limits.introspection,
-        }))
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity);
+fn builder(limits: &GraphqlLimits) -> SchemaBuilder<Query, Mutation, subscription::SubscriptionRoot> {
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        subscription::SubscriptionRoot,
+    )
+    .enable_federation()
+    // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
+    .extension(observability::Observability)
+    .extension(error::ErrorCodes)
+    .extension(field_errors::FieldErrors)
+    .extension(coercion::RequestCoercion)
+    // Innermost: it parses the document itself and bounds its expansion before
+    // anything of async-graphql's walks it (see `limits`), so it takes over the
+    // recursion and directive limits too.
+    .extension(limits::DocumentLimits::new(limits::Limits {
+        max_fields: limits.max_fields,
+        max_aliases: limits.max_aliases,
+        max_recursive_depth: limits.max_recursive_depth,
+        max_directives: limits.max_directives,
+        introspection: limits.introspection,
+    }))
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity);
     if !limits.introspection {
         // `_service { sdl }` keeps working: gateways compose us with introspection off.
         builder = builder.disable_introspection();

@@ -8,6 +8,7 @@ mod cors;
 mod edge;
 mod graphiql;
 mod handler;
+mod live;
 mod probes;
 mod rate_limit;
 mod request_context;
@@ -35,6 +36,8 @@ const X_TOKEN_DELIVERY: &str = "x-token-delivery";
 struct Http {
     state: AppState,
     schema: AuthSchema,
+    /// Open live sockets, for their limits.
+    live: std::sync::Arc<live::Sockets>,
 }
 
 /// The whole HTTP application. Serve it with
@@ -52,7 +55,11 @@ pub fn router(state: AppState) -> Router {
     }
     let config = state.config.clone();
     let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
-    let http = Http { state, schema };
+    let http = Http {
+        state,
+        schema,
+        live: Default::default(),
+    };
     // Layers run outside-in from the last one added: the request id is checked, then
     // set, then the span opens, metrics, CORS, client address, rate limit, panics, and
     // the handler runs innermost. The limit needs the client address; CORS headers go on

@@ -10,6 +10,8 @@
 //!   through a circuit breaker);
 //! - retention: [`retention`] (the job deleting ended sessions, finished mail and expired
 //!   tokens), beside mail: a background task over storage that `serve` runs;
+//! - live events: [`events`] (the LISTEN connection and the per-user fan-out behind the
+//!   `sessionEvents` subscription), beside mail: fed by storage, read by the transport;
 //! - storage: [`db`] (pool, migrations, queries per table; `db/schema.rs` is generated).
 //!
 //! [`config`] (every environment variable, parsed once), [`telemetry`] and [`metrics`] sit
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod mail;

@@ -78,6 +78,16 @@ pub const MAIL_DELIVERIES_TOTAL: &str = "authgraph_mail_deliveries_total";
 /// 0 on the others. Gauge.
 pub const MAIL_BREAKER_STATE: &str = "authgraph_mail_breaker_state";
 
+/// Open live-event sockets (upgraded, whether or not signed in yet). Gauge.
+pub const LIVE_SOCKETS_OPEN: &str = "authgraph_live_sockets_open";
+/// Session events sent over sockets, by `type` (`SESSION_REVOKED`, `NEW_SIGN_IN`,
+/// `PASSWORD_CHANGED`, `other`). Counter.
+pub const LIVE_EVENTS_SENT_TOTAL: &str = "authgraph_live_events_sent_total";
+/// Sockets refused or closed by a limit, by `reason` (`address`, `user`, `messages`,
+/// `subscriptions`, `keepalive`). Counter.
+pub const LIVE_SOCKETS_REFUSED_TOTAL: &str = "authgraph_live_sockets_refused_total";
+/// 1 while the process LISTENs for session events, else 0. Gauge.
+pub const LIVE_LISTENER_UP: &str = "authgraph_live_listener_up";
 /// Rows deleted by the retention job, by `table` (`sessions`, `refresh_tokens`,
 /// `outbox`, `email_tokens`). Counter.
 pub const RETENTION_PRUNED_ROWS_TOTAL: &str = "authgraph_retention_pruned_rows_total";
@@ -204,6 +214,10 @@ fn describe() {
         MAIL_BREAKER_STATE,
         "SMTP circuit breaker state (1 on the current state)"
     );
+    describe_gauge!(LIVE_SOCKETS_OPEN, "Open live-event sockets");
+    describe_counter!(LIVE_EVENTS_SENT_TOTAL, "Session events sent over sockets by type");
+    describe_counter!(LIVE_SOCKETS_REFUSED_TOTAL, "Sockets refused or closed by a limit");
+    describe_gauge!(LIVE_LISTENER_UP, "Whether the process listens for session events");
     describe_counter!(
         RETENTION_PRUNED_ROWS_TOTAL,
         "Rows deleted by the retention job, by table"
@@ -331,6 +345,32 @@ pub fn mail_outbox(depth: u64, oldest_age: Duration) {
 /// Records one mail delivery outcome (`sent`, `failed`, `dead`).
 pub fn mail_delivery(outcome: &'static str) {
     counter!(MAIL_DELIVERIES_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Records a socket opening (`+1`) or closing (`-1`).
+pub fn live_socket(delta: f64) {
+    gauge!(LIVE_SOCKETS_OPEN).increment(delta);
+}
+
+/// Records one session event sent over a socket.
+pub fn live_event_sent(kind: &str) {
+    let kind = match kind {
+        "SESSION_REVOKED" => "SESSION_REVOKED",
+        "NEW_SIGN_IN" => "NEW_SIGN_IN",
+        "PASSWORD_CHANGED" => "PASSWORD_CHANGED",
+        _ => "other",
+    };
+    counter!(LIVE_EVENTS_SENT_TOTAL, "type" => kind).increment(1);
+}
+
+/// Records a socket refused or closed by a limit (see [`LIVE_SOCKETS_REFUSED_TOTAL`]).
+pub fn live_refused(reason: &'static str) {
+    counter!(LIVE_SOCKETS_REFUSED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// Records whether the LISTEN connection is up.
+pub fn live_listener_up(up: bool) {
+    gauge!(LIVE_LISTENER_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Records rows the retention job deleted from `table`.

@@ -43,6 +43,9 @@ pub struct App {
     pub db: db::DbPool,
     /// The configuration the process started with.
     pub config: Arc<Config>,
+    /// The live session events every open socket subscribes to (fed by
+    /// [`crate::events::spawn_listener`]).
+    pub events: Arc<crate::events::Hub>,
     /// What, besides the database answering, keeps this process from taking traffic.
     pub readiness: Arc<Readiness>,
 }
@@ -154,6 +157,7 @@ impl AppState {
             auth,
             db: pool,
             config: Arc::new(config),
+            events: Arc::default(),
             readiness: Arc::default(),
         })))
     }

@@ -75,6 +75,9 @@ impl ExtensionFactory for ErrorCodes {
 
 struct ErrorCodesExtension;
 
+/// What async-graphql answers when a subscription is executed over HTTP.
+const SUBSCRIPTION_OVER_HTTP: &str = "Subscriptions are not supported on this transport.";
+
 #[async_trait::async_trait]
 impl Extension for ErrorCodesExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
@@ -82,7 +85,14 @@ impl Extension for ErrorCodesExtension {
         let errors = std::mem::take(&mut response.errors);
         response.errors = errors
             .into_iter()
-            .map(|e| {
+            .map(|mut e| {
+                // async-graphql's refusal of a subscription outside the socket is the
+                // client's mistake, not ours: say where subscriptions run.
+                if e.path.is_empty() && e.message == SUBSCRIPTION_OVER_HTTP {
+                    e.message =
+                        "subscriptions run over the WebSocket at /graphql (graphql-transport-ws)".into();
+                    return Code::BadRequest.or_on(e);
+                }
                 // Resolvers answer with a coded `AuthError`; what async-graphql raises
                 // uncoded at a field is its own check of the client's input (argument
                 // values, `_entities` representations). Anything else is ours.

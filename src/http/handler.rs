@@ -1,5 +1,6 @@
 //! The GraphQL-over-HTTP handler: `POST /graphql` with a JSON body and `GET /graphql`
-//! for queries, each turned into one async-graphql request and executed.
+//! for queries, each turned into one async-graphql request and executed; a `GET` asking
+//! for a WebSocket goes to `live`.
 
 use async_graphql::parser::types::OperationType;
 use axum::{
@@ -188,9 +189,13 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusCode> {
     }
 }
 
-/// `GET /graphql`: queries only.
+/// `GET /graphql`: queries only, or the upgrade to the live socket.
 pub(crate) async fn graphql_get(State(http): State<Http>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
+    // Before anything reads a query string: an upgrade carries none.
+    if super::live::is_upgrade(&parts) {
+        return super::live::upgrade(http, parts).await;
+    }
     let Some(format) = negotiate(&parts.headers) else {
         return not_acceptable();
     };

@@ -220,6 +220,22 @@ async fn social_sign_in_with_a_real_openid_provider() {
     .await;
 }
 
+/// Live events with the `graphql-ws` client across two replicas on one database: a
+/// session revoked through one replica closes its socket on the other (4403).
+#[tokio::test(flavor = "multi_thread")]
+async fn live_events_sign_a_device_out_across_replicas() {
+    let app = TestApp::spawn().await;
+    let (_replica, replica_addr, _stop) = crate::live::second_replica(&app).await;
+    suite(
+        "live.mjs",
+        &[
+            ("AUTHGRAPH_URL", served(&app).await),
+            ("AUTHGRAPH_REPLICA_URL", format!("http://{replica_addr}")),
+        ],
+    )
+    .await;
+}
+
 #[test]
 fn a_missing_chromium_fails_saying_how_to_get_it() {
     let problem = chromium_at(Path::new("/nonexistent/chromium")).unwrap_err();

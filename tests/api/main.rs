@@ -20,6 +20,7 @@ mod first_use;
 mod helpers;
 mod identity;
 mod jwt;
+mod live;
 mod login;
 mod logs;
 mod me;

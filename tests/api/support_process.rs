@@ -93,6 +93,11 @@ impl Service {
             .collect()
     }
 
+    /// The process id (to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as an orchestrator stopping the container would.
     pub fn sigterm(&self) {
         let status = Command::new("kill")
