@@ -12,6 +12,7 @@ mod e2e;
 mod edge;
 mod email;
 mod federation;
+mod ha;
 mod helpers;
 mod jwt;
 mod login;
