@@ -178,7 +178,9 @@ impl Auth {
         let mut retried = false;
         let issued = loop {
             let point = db::CommitPoint::default();
-            let result = self.register_once(&point, &email, &password_hash, display_name.as_ref(), client).await;
+            let result = self
+                .register_once(&point, &email, &password_hash, display_name.as_ref(), client)
+                .await;
             match result {
                 Err(AuthError::Unavailable) if !retried && !point.reached() => retried = true,
                 other => break other?,

@@ -240,9 +240,10 @@ pub async fn table_names(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Ve
 pub fn is_unavailable(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match err {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => {
-            true
-        }
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
         Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
             read_only::suspect();
             true
@@ -267,8 +268,7 @@ pub struct CommitPoint(std::sync::atomic::AtomicBool);
 impl CommitPoint {
     /// Passes the body's result through, noting whether a `COMMIT` follows.
     pub fn reach<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
-        self.0
-            .store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        self.0.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
         result
     }
 
@@ -324,7 +324,37 @@ mod read_only {
 
 #[cfg(test)]
 mod tests {
-    use super::maintenance_url;
+    use super::{is_unavailable, maintenance_url, read_only};
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn lost_and_read_only_connections_are_unavailability() {
+        let err = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        // What diesel-async makes of tokio-postgres's "connection closed".
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::UnableToSendCommand,
+            "connection closed"
+        )));
+        assert!(is_unavailable(&err(DatabaseErrorKind::ClosedConnection, "")));
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::Unknown,
+            "the database system is starting up"
+        )));
+        assert!(!read_only::suspected());
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            "cannot execute INSERT in a read-only transaction"
+        )));
+        assert!(
+            read_only::suspected(),
+            "a refusal makes the pool check connections"
+        );
+        assert!(!is_unavailable(&err(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key"
+        )));
+        assert!(!is_unavailable(&Error::NotFound));
+    }
 
     #[test]
     fn maintenance_url_keeps_server_and_options() {

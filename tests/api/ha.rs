@@ -46,7 +46,11 @@ fn free_port() -> u16 {
 }
 
 fn script(args: &[&str]) -> String {
-    let out = Command::new("bash").arg(SCRIPT).args(args).output().expect("running scripts/ha.sh");
+    let out = Command::new("bash")
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .expect("running scripts/ha.sh");
     assert!(
         out.status.success(),
         "scripts/ha.sh {args:?} failed: {}{}",
@@ -134,7 +138,10 @@ impl Formation {
 
 impl Drop for Formation {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(SCRIPT).args(["down", &self.dir()]).output();
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .args(["down", &self.dir()])
+            .output();
     }
 }
 
@@ -154,6 +161,8 @@ struct Chain {
     access: String,
     /// Logout acknowledged: the token must be dead afterwards.
     logged_out: bool,
+    /// The last refresh got no answer: the client presents the same token again.
+    retrying: bool,
 }
 
 /// The client's own log.
@@ -166,8 +175,13 @@ struct Log {
     /// Emails of acknowledged registrations.
     registered: Vec<String>,
     chains: Vec<Chain>,
-    /// Refreshes that answered TOKEN_REUSED or INVALID_TOKEN on a live chain.
-    broken_chains: usize,
+    /// When a refresh answered TOKEN_REUSED or INVALID_TOKEN on a live chain.
+    broken_at: Vec<Instant>,
+    /// Acknowledged refresh rotations.
+    rotations: usize,
+    /// Refreshes that succeeded when the same token was presented again after a try
+    /// that got no answer.
+    retried_refreshes: usize,
 }
 
 fn classify(status: u16, body: &Value) -> (Outcome, Option<String>) {
@@ -185,7 +199,10 @@ fn classify(status: u16, body: &Value) -> (Outcome, Option<String>) {
 /// retrying a refresh whose answer it did not get with the same token (as a client
 /// whose response was lost would).
 async fn client(service: Arc<Service>, log: Arc<Mutex<Log>>, stop: Arc<AtomicBool>, id: usize) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let url = service.url("/graphql");
     let post = |query: &'static str, variables: Value, bearer: Option<String>| {
         let mut request = http.post(&url).header("content-type", "application/json");
@@ -237,12 +254,13 @@ async fn client(service: Arc<Service>, log: Arc<Mutex<Log>>, stop: Arc<AtomicBoo
                 refresh: data["refreshToken"].as_str().unwrap().to_owned(),
                 access: data["accessToken"].as_str().unwrap().to_owned(),
                 logged_out: false,
+                retrying: false,
             });
             mine.push(log.chains.len() - 1);
             emails.push(address);
         }
         // Log in again to an account of this client's (a second session).
-        if round % 3 == 0
+        if round.is_multiple_of(3)
             && let Some(address) = emails.last()
         {
             let (status, body) = post(
@@ -260,6 +278,7 @@ async fn client(service: Arc<Service>, log: Arc<Mutex<Log>>, stop: Arc<AtomicBoo
                     refresh: data["refreshToken"].as_str().unwrap().to_owned(),
                     access: data["accessToken"].as_str().unwrap().to_owned(),
                     logged_out: false,
+                    retrying: false,
                 });
                 mine.push(log.chains.len() - 1);
             }
@@ -285,9 +304,14 @@ async fn client(service: Arc<Service>, log: Arc<Mutex<Log>>, stop: Arc<AtomicBoo
                     let c = &mut log.chains[chain];
                     c.refresh = data["refreshToken"].as_str().unwrap().to_owned();
                     c.access = data["accessToken"].as_str().unwrap().to_owned();
+                    let retried = std::mem::take(&mut c.retrying);
+                    log.rotations += 1;
+                    log.retried_refreshes += usize::from(retried);
                 } else if broken {
-                    log.broken_chains += 1;
+                    log.broken_at.push(Instant::now());
                     log.chains[chain].logged_out = true;
+                } else {
+                    log.chains[chain].retrying = true;
                 }
             }
             let (status, body) = post(ME, json!({}), Some(access)).await;
@@ -295,7 +319,7 @@ async fn client(service: Arc<Service>, log: Arc<Mutex<Log>>, stop: Arc<AtomicBoo
             record(outcome, problem);
         }
         // Now and then end a session: its logout must survive the switch too.
-        if round % 4 == 0
+        if round.is_multiple_of(4)
             && let Some(&chain) = mine.first()
         {
             let token = log.lock().unwrap().chains[chain].refresh.clone();
@@ -345,6 +369,21 @@ fn figures(log: &Log, from: Instant, to: Instant) -> Figures {
     }
 }
 
+/// How many of `emails` (acknowledged registrations) have no account on the primary.
+async fn missing_registrations(url: &str, emails: &[String]) -> usize {
+    use diesel::{ExpressionMethods, QueryDsl};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    diesel::table! { users (id) { id -> Uuid, email -> Text, } }
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    let found: Vec<String> = users::table
+        .filter(users::email.eq_any(emails))
+        .select(users::email)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    emails.len() - found.len()
+}
+
 /// Runs `what` (a blocking formation command) while the load goes on.
 async fn during_load(what: &'static str, dir: String) -> String {
     tokio::task::spawn_blocking(move || script(&[what, &dir]))
@@ -357,6 +396,18 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     let started = Instant::now();
     let formation = Formation::up();
     eprintln!("ha: formation up in {:?}: {}", started.elapsed(), formation.url);
+    {
+        // Acknowledged means on both nodes: the primary waits for the secondary.
+        use diesel::{dsl::sql, sql_types::Text};
+        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let mut conn = AsyncPgConnection::establish(&formation.url).await.unwrap();
+        let names: String = diesel::select(sql::<Text>("current_setting('synchronous_standby_names')"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert!(!names.is_empty(), "synchronous replication is on");
+        eprintln!("ha: synchronous_standby_names = {names}");
+    }
     let sink = SmtpSink::start().await;
     let bin = std::env::var("AUTHGRAPH_BIN").ok();
     let service = Arc::new(Service::spawn_bin(
@@ -408,12 +459,17 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     let after = formation.primary_port();
     assert_ne!(before, after, "the switchover moved the primary");
     let switched = Instant::now();
-    eventually(Duration::from_secs(30), "served again after the switchover", || async {
-        recovered(switched, &log)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "served again after the switchover",
+        || async { recovered(switched, &log) },
+    )
     .await;
     script(&["wait-healthy", &formation.dir(), "60"]);
     let t2 = Instant::now();
+
+    let registered_before_kill = log.lock().unwrap().registered.clone();
+    let missing_after_switchover = missing_registrations(&formation.url, &registered_before_kill).await;
 
     // (2) Unplanned: SIGKILL the primary's keeper and postmaster at once.
     let killed = during_load("kill-primary", formation.dir()).await;
@@ -426,9 +482,11 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     })
     .await;
     let failed_over = Instant::now();
-    eventually(Duration::from_secs(30), "served again after the failover", || async {
-        recovered(failed_over, &log)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "served again after the failover",
+        || async { recovered(failed_over, &log) },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t3 = Instant::now();
@@ -444,23 +502,10 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     // The client's log against the new primary, through the same two-host URL.
     let log = Arc::try_unwrap(log).ok().unwrap().into_inner().unwrap();
     let probe = reqwest::Client::new();
-    let mut missing_registrations = 0;
-    {
-        use diesel::{ExpressionMethods, QueryDsl};
-        use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-        diesel::table! { users (id) { id -> Uuid, email -> Text, } }
-        let mut conn = AsyncPgConnection::establish(&formation.url).await.unwrap();
-        let found: Vec<String> = users::table
-            .filter(users::email.eq_any(&log.registered))
-            .select(users::email)
-            .load(&mut conn)
-            .await
-            .unwrap();
-        missing_registrations += log.registered.len() - found.len();
-    }
+    let missing_registrations = missing_registrations(&formation.url, &log.registered).await;
     // Every chain's last acknowledged token: a live one refreshes (its rotation and its
     // login are on the new primary), a logged-out one is refused.
-    let mut broken_chains = log.broken_chains;
+    let mut broken_chains = log.broken_at.len();
     let mut missing_logouts = 0;
     for chain in &log.chains {
         let body: Value = probe
@@ -482,11 +527,15 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     }
     // Every acknowledged registration's verification mail arrives, each exactly once.
     let registered = log.registered.len();
-    eventually(Duration::from_secs(30), "every verification mail delivered", || async {
-        let got: std::collections::HashSet<String> =
-            sink.messages().iter().flat_map(|m| m.rcpt_to.clone()).collect();
-        log.registered.iter().all(|e| got.contains(e))
-    })
+    eventually(
+        Duration::from_secs(30),
+        "every verification mail delivered",
+        || async {
+            let got: std::collections::HashSet<String> =
+                sink.messages().iter().flat_map(|m| m.rcpt_to.clone()).collect();
+            log.registered.iter().all(|e| got.contains(e))
+        },
+    )
     .await;
     let mut per_recipient: HashMap<String, usize> = HashMap::new();
     for m in sink.messages() {
@@ -503,28 +552,123 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
         .iter()
         .filter(|c| c.contains("INTERNAL_SERVER_ERROR"))
         .count();
-    for (name, f) in [("switchover", &planned), ("failover (SIGKILL)", &unplanned)] {
-        eprintln!(
-            "ha: {name}: {:.1} s of SERVICE_UNAVAILABLE, {} of {} requests failed",
-            f.unavailable_seconds, f.failed, f.requests
-        );
-    }
+    let broken_in =
+        |from: Instant, to: Instant| log.broken_at.iter().filter(|t| **t >= from && **t < to).count();
     eprintln!(
-        "ha: whole run: {} requests, {registered} registrations and {} sessions acknowledged; \
-         acknowledged writes missing: {} registrations, {missing_logouts} logouts; \
-         refresh chains broken: {broken_chains}; mails duplicated: {duplicated}; \
-         test took {:?}",
+        "ha: switchover: {:.1} s of SERVICE_UNAVAILABLE, {} of {} requests failed, \
+         acknowledged registrations missing after it: {missing_after_switchover}, refresh chains broken: {}",
+        planned.unavailable_seconds,
+        planned.failed,
+        planned.requests,
+        broken_in(t1, t2)
+    );
+    eprintln!(
+        "ha: failover (SIGKILL): {:.1} s of SERVICE_UNAVAILABLE, {} of {} requests failed, \
+         refresh chains broken: {}",
+        unplanned.unavailable_seconds,
+        unplanned.failed,
+        unplanned.requests,
+        broken_in(t2, t3)
+    );
+    eprintln!(
+        "ha: whole run: {} requests, {registered} registrations, {} sessions and {} refresh \
+         rotations acknowledged ({} after a try that got no answer); acknowledged writes \
+         missing: {missing_registrations} registrations, {missing_logouts} logouts; refresh \
+         chains broken: {broken_chains}; mails duplicated: {duplicated}; test took {:?}",
         log.requests.len(),
         log.chains.len(),
-        missing_registrations,
+        log.rotations,
+        log.retried_refreshes,
         started.elapsed()
     );
 
-    assert!(registered > 20, "too little load to prove anything: {registered} registrations");
+    assert!(
+        registered > 20,
+        "too little load to prove anything: {registered} registrations"
+    );
+    assert_eq!(
+        missing_after_switchover, 0,
+        "acknowledged registrations missing after the switchover"
+    );
     assert_eq!(missing_registrations, 0, "acknowledged registrations missing");
     assert_eq!(missing_logouts, 0, "acknowledged logouts undone");
     assert_eq!(broken_chains, 0, "refresh chains broken");
     assert_eq!(internal, 0, "INTERNAL_SERVER_ERROR: {:?}", log.unexpected);
-    assert!(log.unexpected.is_empty(), "unexpected errors: {:?}", log.unexpected);
+    assert!(
+        log.unexpected.is_empty(),
+        "unexpected errors: {:?}",
+        log.unexpected
+    );
     assert_eq!(duplicated, 0, "mails delivered more than once");
+}
+
+/// A server that turns read-only under open connections (what a demoted primary is):
+/// writes answer SERVICE_UNAVAILABLE, never an internal error, the pool drops the
+/// read-only connections instead of reusing them, and writes succeed again once the
+/// server takes them. Needs no pg_auto_failover: `default_transaction_read_only` on a
+/// cluster of the test's own refuses writes with the same SQLSTATE (25006) a standby does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_turned_read_only_is_unavailable_and_its_connections_are_dropped() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    let pg = crate::support_pg::PgCluster::init();
+    pg.start();
+    let service = Service::spawn(&[("DATABASE_URL", &pg.url("authgraph_ro"))]);
+    eventually(Duration::from_secs(60), "ready", || async {
+        service.get("/readyz").await.0 == 200
+    })
+    .await;
+    let register = |tag: &'static str| {
+        let service = &service;
+        async move {
+            service
+                .graphql(
+                    REGISTER,
+                    json!({ "input": { "email": email(tag), "password": PASSWORD } }),
+                    &[],
+                )
+                .await
+        }
+    };
+    let (_, body, _) = register("before").await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    let mut admin = AsyncPgConnection::establish(&pg.url("postgres")).await.unwrap();
+    let read_only = async |admin: &mut AsyncPgConnection, on: bool| {
+        diesel::sql_query(format!("alter system set default_transaction_read_only = {on}"))
+            .execute(admin)
+            .await
+            .unwrap();
+        diesel::sql_query("select pg_reload_conf()")
+            .execute(admin)
+            .await
+            .unwrap();
+        // Every backend applies a reload at its next command; give them a moment.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    read_only(&mut admin, true).await;
+    for _ in 0..3 {
+        let (http, body, _) = register("readonly").await;
+        assert_eq!(
+            (http, crate::helpers::code(&body)),
+            (200, "SERVICE_UNAVAILABLE"),
+            "{body}"
+        );
+    }
+    read_only(&mut admin, false).await;
+    let (_, body, _) = register("after").await;
+    assert!(body["errors"].is_null(), "{body}");
+
+    let (_, metrics) = service.get("/metrics").await;
+    let closed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authgraph_db_pool_connections_closed_total{reason=\"invalid\"} "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        closed > 0.0,
+        "read-only connections were dropped on checkout: {metrics}"
+    );
+    let lines = service.json_lines();
+    assert!(!lines.iter().any(|l| l["level"] == "ERROR"), "{lines:#?}");
 }
