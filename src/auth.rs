@@ -6,15 +6,16 @@ pub mod email_flows;
 pub mod error;
 pub mod input;
 pub mod jwt;
+pub mod mfa;
 pub mod password;
 pub mod refresh_token;
 mod sessions;
+pub mod step_up;
 pub mod throttle;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tracing::{info, instrument};
 use uuid::Uuid;
@@ -22,12 +23,14 @@ use uuid::Uuid;
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
+use mfa::MfaPolicy;
 use password::PasswordHasher;
 use refresh_token::PlainToken;
+use step_up::{Assurance, Method};
 use throttle::Throttle;
 
 use crate::db::{
-    self, DbConn, DbPool,
+    self, DbConn, DbPool, ResultExt,
     sessions::{NewSession, Session},
     users::{NewUser, Role, User},
 };
@@ -89,6 +92,9 @@ pub struct Viewer {
     pub user: User,
     /// The session of the access token.
     pub session_id: Uuid,
+    /// How the token says its holder authenticated (`auth_time`, `amr`): what step-up
+    /// is judged on. `None` for a token issued before tokens carried these claims.
+    pub assurance: Option<Assurance>,
 }
 
 impl Viewer {
@@ -108,25 +114,49 @@ pub struct Auth {
     throttle: Throttle,
     /// Renders the mails the email use cases queue (see `email_flows`).
     mail: Composer,
+    /// Second factors and step-up (see `mfa`).
+    mfa: MfaPolicy,
+}
+
+/// Everything [`Auth`] is made of, built once at start-up.
+pub struct AuthParts {
+    /// The connection pool.
+    pub db: DbPool,
+    /// Signing and verification keys.
+    pub keys: Arc<JwtKeys>,
+    /// The argon2 hasher with its bounded queue.
+    pub passwords: PasswordHasher,
+    /// Token and session lifetimes.
+    pub policy: Policy,
+    /// Attempt limits.
+    pub throttle: crate::config::ThrottleConfig,
+    /// Renders the mails the email use cases queue (links to `PUBLIC_URL`).
+    pub mail: Composer,
+    /// Second factors and step-up.
+    pub mfa: MfaPolicy,
 }
 
 impl Auth {
-    /// Wires the service.
-    pub fn new(db: DbPool, keys: Arc<JwtKeys>, passwords: PasswordHasher, policy: Policy) -> Self {
-        Self {
-            throttle: Throttle::new(db.clone(), crate::config::ThrottleConfig::default()),
+    /// Wires the service from all its parts: there are no defaults to forget.
+    pub fn new(parts: AuthParts) -> Self {
+        let AuthParts {
             db,
             keys,
             passwords,
             policy,
-            mail: Composer::default(),
+            throttle,
+            mail,
+            mfa,
+        } = parts;
+        Self {
+            throttle: Throttle::new(db.clone(), throttle),
+            db,
+            keys,
+            passwords,
+            policy,
+            mail,
+            mfa,
         }
-    }
-
-    /// Replaces the attempt limits (the default is [`crate::config::ThrottleConfig::default`]).
-    pub fn with_throttle(mut self, rules: crate::config::ThrottleConfig) -> Self {
-        self.throttle = Throttle::new(self.db.clone(), rules);
-        self
     }
 
     /// The attempt limits, for use cases that count attempts.
@@ -137,11 +167,6 @@ impl Auth {
     /// The signing and verification keys.
     pub fn keys(&self) -> &JwtKeys {
         &self.keys
-    }
-
-    /// The connection pool.
-    pub fn db(&self) -> &DbPool {
-        &self.db
     }
 
     /// The password hasher (for its queue metrics).
@@ -208,17 +233,13 @@ impl Auth {
                     password_hash,
                     display_name: display_name.map(DisplayName::as_str),
                 };
-                let user = db::users::insert(conn, &new).await.map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
-                        if info.constraint_name() == Some("users_email_key") =>
-                    {
-                        AuthError::EmailTaken
-                    }
-                    other => other.into(),
-                })?;
+                let user = db::users::insert(conn, &new)
+                    .await
+                    .on_constraint("users_email_key", || AuthError::EmailTaken)?;
                 // Queued in this transaction: the mail exists if and only if the account does.
                 self.queue_verification(conn, &user).await?;
-                self.open_session(conn, user, client).await
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
             }
             .await;
             point.reach(result)
@@ -236,6 +257,7 @@ impl Auth {
             Err(AuthError::InvalidCredentials) => "invalid_credentials",
             Err(AuthError::InvalidInput { .. }) => "invalid_input",
             Err(AuthError::RateLimited { .. }) => "rate_limited",
+            Err(AuthError::MfaRequired { .. }) => "mfa_required",
             Err(AuthError::Unavailable) => "unavailable",
             Err(_) => "error",
         });
@@ -266,21 +288,42 @@ impl Auth {
             }
         };
         tracing::Span::current().record("user.id", tracing::field::display(user.id));
+        {
+            let mut conn = self.conn().await?;
+            if db::factors::has_active(&mut conn, user.id).await? {
+                // The attempt stays counted until the second factor clears it: were the right
+                // password to clear the count, each one would buy a fresh round of code guesses.
+                drop(attempt);
+                let mfa_token = self
+                    .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
+                    .await?;
+                info!("password accepted: second factor required");
+                return Err(AuthError::MfaRequired {
+                    mfa_token,
+                    factors: mfa::FACTORS.to_vec(),
+                });
+            }
+        }
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| self.open_session(conn, user, client).await)
+            .transaction::<_, AuthError, _>(async |conn| {
+                self.open_session(conn, user, client, &Assurance::password(Utc::now()))
+                    .await
+            })
             .await?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
     }
 
-    /// Starts a session for `user` and issues its first token pair.
+    /// Starts a session for `user`, authenticated as `assurance` says, and issues its
+    /// first token pair.
     async fn open_session(
         &self,
         conn: &mut AsyncPgConnection,
         user: User,
         client: &ClientInfo,
+        assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
         let now = Utc::now();
         let absolute = now + self.policy.session_max_lifetime;
@@ -298,11 +341,14 @@ impl Auth {
                 last_used_at: now,
                 expires_at: expires,
                 absolute_expires_at: absolute,
+                amr: assurance.amr_strings(),
+                acr: assurance.acr(),
+                auth_time: assurance.auth_time,
             },
         )
         .await?;
         let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
         Ok(Issued {
             user,
             session_id: session.id,
@@ -326,6 +372,7 @@ impl Auth {
         Ok(Viewer {
             user,
             session_id: claims.sid,
+            assurance: claims.assurance(),
         })
     }
 

@@ -1,6 +1,6 @@
 //! The `authgraph` command line: `serve` (the default), `migrate`, `print-schema`,
-//! `keygen` and `user set-role`, and the service's life cycle (background database
-//! preparation in development, graceful shutdown).
+//! `keygen`, `user set-role` and `user reset-mfa`, and the service's life cycle
+//! (background database preparation in development, graceful shutdown).
 
 use std::{future::IntoFuture, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -30,6 +30,8 @@ production). The main ones:
   LISTEN_ADDR           127.0.0.1:8080
   APP_ENV               development | production
   JWT_KEYS              PKCS#8 PEM keys, or comma-separated key files, newest first
+  MFA_ENCRYPTION_KEY    32 random bytes, base64: encrypts TOTP secrets (required in production)
+  STEP_UP_MAX_AGE, MFA_TOKEN_TTL, TOTP_ISSUER  (second factors)
   JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL, REFRESH_GRACE_SECONDS
   PUBLIC_URL, SMTP_URL, EMAIL_FROM, CORS_ALLOWED_ORIGINS
   TRUSTED_PROXIES       load balancers whose X-Forwarded-For names the client
@@ -72,7 +74,7 @@ Examples:
 
 const USER_HELP: &str = "\
 Reads DATABASE_URL, DATABASE_POOL_SIZE and DATABASE_TIMEOUT, and loads the signing keys
-like `serve` (JWT_KEYS, or DATA_DIR in development).";
+and MFA_ENCRYPTION_KEY like `serve` (or DATA_DIR in development).";
 
 /// authgraph: a self-hosted authentication service with a GraphQL API.
 ///
@@ -129,6 +131,15 @@ enum UserCommand {
         #[arg(value_enum, ignore_case = true)]
         role: RoleArg,
     },
+    /// Remove every second factor and recovery code of a user who lost them:
+    /// `authgraph user reset-mfa alice@example.com`.
+    ///
+    /// The user then signs in with the password alone and can enroll again. Logged
+    /// (with the user's id) as an operator action.
+    ResetMfa {
+        /// The user's email address.
+        email: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -171,6 +182,22 @@ pub async fn run() -> anyhow::Result<()> {
             println!("role set to {}", role.as_str());
             Ok(())
         }
+        Command::User {
+            command: UserCommand::ResetMfa { email },
+        } => {
+            let config = Config::from_env()?;
+            // The reset is an operator action worth a log line of its own.
+            telemetry::init(config.log_format);
+            let state = AppState::new(config)?;
+            let removed = state
+                .auth
+                .reset_mfa(&email)
+                .await
+                .map_err(|e| anyhow::anyhow!("resetting MFA: {e}"))?
+                .context("no user has that email address")?;
+            println!("removed {removed} factor(s) and every recovery code");
+            Ok(())
+        }
     }
 }
 
@@ -200,7 +227,7 @@ async fn serve() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let mail_worker = Worker::new(state.auth.db().clone(), &state.config)?.spawn();
+    let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();

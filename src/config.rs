@@ -10,8 +10,10 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod abuse;
+pub mod mfa;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, ThrottleConfig, ThrottleRule};
+pub use mfa::MfaConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +165,8 @@ pub struct Config {
     /// `GRAPHQL_MAX_DEPTH`, `GRAPHQL_MAX_COMPLEXITY`, `GRAPHQL_MAX_ALIASES`, ... and the
     /// introspection and suggestion switches.
     pub graphql: GraphqlLimits,
+    /// `MFA_ENCRYPTION_KEY`, `STEP_UP_MAX_AGE`, `MFA_TOKEN_TTL`, `TOTP_ISSUER`.
+    pub mfa: MfaConfig,
 }
 
 impl Config {
@@ -306,6 +310,7 @@ impl Config {
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
                 suggestions: dev,
             },
+            mfa: MfaConfig::from_lookup(&get, !dev)?,
         };
         config.check()?;
         Ok(config)
@@ -455,7 +460,15 @@ mod tests {
 
     #[test]
     fn production_turns_off_development_conveniences() {
-        let c = config(&[("APP_ENV", "production"), ("JWT_KEYS", "/etc/keys.pem")]).unwrap();
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_KEYS", "/etc/keys.pem"),
+            (
+                "MFA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+        ])
+        .unwrap();
         assert!(!c.graphiql && !c.graphql.introspection && !c.graphql.suggestions);
         assert_eq!(c.log_format, LogFormat::Json);
     }

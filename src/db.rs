@@ -3,6 +3,8 @@
 //! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
 
 pub mod email_tokens;
+pub mod factors;
+pub mod mfa_challenges;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod schema;
@@ -227,6 +229,36 @@ pub async fn table_names(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Ve
         .order(tables::table_name)
         .load(conn)
         .await
+}
+
+/// Maps a unique violation by constraint name (realworld-axum-sqlx's `on_constraint`),
+/// so use cases never match on Diesel's error internals.
+pub trait ResultExt<T> {
+    /// A violation of the unique constraint `name` becomes `err()`; any other error
+    /// converts as usual.
+    fn on_constraint<E: From<diesel::result::Error>>(
+        self,
+        name: &str,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> ResultExt<T> for diesel::QueryResult<T> {
+    fn on_constraint<E: From<diesel::result::Error>>(
+        self,
+        name: &str,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some(name) =>
+            {
+                Err(err())
+            }
+            other => other.map_err(E::from),
+        }
+    }
 }
 
 /// Is the database itself unreachable (as opposed to a query being wrong)?

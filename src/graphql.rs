@@ -8,6 +8,7 @@ pub mod field_errors;
 pub mod guards;
 pub mod limits;
 pub mod loader;
+pub mod mfa;
 pub mod mutation;
 pub mod observability;
 pub mod query;
@@ -15,17 +16,23 @@ pub mod types;
 
 pub use code::Code;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{
+    EmptySubscription, MergedObject, SDLExportOptions, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 
 use crate::{config::GraphqlLimits, state::AppState};
 
-/// The service's schema type.
-pub type AuthSchema = Schema<query::QueryRoot, mutation::MutationRoot, EmptySubscription>;
+// Each capability keeps its resolvers in a module of its own; the roots merge them.
+/// Write operations.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(mutation::MutationRoot, mfa::MfaMutation);
 
-fn builder(
-    limits: &GraphqlLimits,
-) -> SchemaBuilder<query::QueryRoot, mutation::MutationRoot, EmptySubscription> {
-    let mut builder = Schema::build(query::QueryRoot, mutation::MutationRoot, EmptySubscription)
+/// The service's schema type.
+pub type AuthSchema = Schema<query::QueryRoot, Mutation, EmptySubscription>;
+
+fn builder(limits: &GraphqlLimits) -> SchemaBuilder<query::QueryRoot, Mutation, EmptySubscription> {
+    let mut builder = Schema::build(query::QueryRoot, Mutation::default(), EmptySubscription)
         .enable_federation()
         // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
         .extension(observability::Observability)

@@ -1,14 +1,22 @@
 //! authgraph: a self-hosted authentication service with a GraphQL API.
 //!
-//! Three layers, imports flowing down only:
-//! - transport: [`http`] (routes, GraphQL-over-HTTP) and [`graphql`] (schema, guards,
-//!   the one error-code mapping), with per-request facts in [`request`];
-//! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL);
+//! Four floors, imports flowing down only:
+//! - transport: [`http`] (routes, GraphQL-over-HTTP, response negotiation, probes) and
+//!   [`graphql`] (schema, resolvers per capability, guards, document limits, and the one
+//!   place errors get their code, [`graphql::Code`]), with per-request facts in [`request`];
+//! - auth logic: [`auth`] (use cases over the pool; knows nothing of HTTP or GraphQL;
+//!   fails with one `AuthError`);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
-//!   through a circuit breaker), below auth and above storage;
-//! - storage: [`db`] (pool, migrations, queries per table).
+//!   through a circuit breaker);
+//! - storage: [`db`] (pool, migrations, queries per table; `db/schema.rs` is generated).
 //!
-//! [`config`], [`telemetry`] and [`metrics`] sit beside them; [`state`] wires them together.
+//! [`config`] (every environment variable, parsed once), [`telemetry`] and [`metrics`] sit
+//! beside them; [`state`] wires them together and [`cli`] starts them.
+//!
+//! Where things go: a new mutation is a thin resolver in `graphql/` calling a use case
+//! in `auth/`; a new error code is a [`graphql::Code`] variant plus its `AuthError`
+//! mapping in `graphql/error.rs`; a new table is a migration in `migrations/` and a module
+//! in `db/`; a new variable is a field of [`config::Config`] with its default.
 
 pub mod auth;
 pub mod cli;

@@ -9,7 +9,12 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 
 use crate::{
-    auth::{Auth, Policy, jwt::JwtKeys, password::PasswordHasher},
+    auth::{
+        Auth, AuthParts, Policy,
+        jwt::JwtKeys,
+        mfa::{self, MfaPolicy},
+        password::PasswordHasher,
+    },
     config::Config,
     db,
     mail::Composer,
@@ -32,6 +37,8 @@ impl std::ops::Deref for AppState {
 pub struct App {
     /// The auth use cases.
     pub auth: Auth,
+    /// The connection pool, for what is not a use case (probes, the mail worker).
+    pub db: db::DbPool,
     /// The configuration the process started with.
     pub config: Arc<Config>,
     /// What, besides the database answering, keeps this process from taking traffic.
@@ -85,11 +92,26 @@ impl AppState {
     /// Builds the state with the keys the configuration names (or development keys).
     pub fn new(config: Config) -> anyhow::Result<Self> {
         let keys = crate::auth::jwt::load_keys(config.jwt_keys.as_ref(), &config.data_dir)?;
-        Self::with_keys(config, keys)
+        let mfa_key = mfa::cipher::load_key(config.mfa.encryption_key.as_ref(), &config.data_dir)?;
+        Self::build(config, keys, mfa_key)
     }
 
-    /// Builds the state with the given signing keys, newest first.
+    /// Builds the state with the given signing keys, newest first. TOTP secrets are
+    /// sealed with `MFA_ENCRYPTION_KEY` when configured, else with a key that lives as
+    /// long as the process (nothing is written to `DATA_DIR`).
     pub fn with_keys(config: Config, keys: Vec<crate::auth::jwt::SigningKey>) -> anyhow::Result<Self> {
+        let mfa_key = match &config.mfa.encryption_key {
+            Some(key) => mfa::cipher::SecretCipher::from_base64(key.expose_secret())?,
+            None => mfa::cipher::SecretCipher::ephemeral()?,
+        };
+        Self::build(config, keys, mfa_key)
+    }
+
+    fn build(
+        config: Config,
+        keys: Vec<crate::auth::jwt::SigningKey>,
+        mfa_key: mfa::cipher::SecretCipher,
+    ) -> anyhow::Result<Self> {
         let keys = JwtKeys::new(
             keys,
             &config.jwt_issuer,
@@ -108,10 +130,18 @@ impl AppState {
             session_max_lifetime: config.session_max_lifetime,
             refresh_grace: config.refresh_grace,
         };
+        let auth = Auth::new(AuthParts {
+            db: pool.clone(),
+            keys: Arc::new(keys),
+            passwords,
+            policy,
+            throttle: config.throttle.clone(),
+            mail: Composer::new(&config.public_url, &config.email_from),
+            mfa: MfaPolicy::new(&config.mfa, mfa_key),
+        });
         Ok(Self(Arc::new(App {
-            auth: Auth::new(pool, Arc::new(keys), passwords, policy)
-                .with_mail(Composer::new(&config.public_url, &config.email_from))
-                .with_throttle(config.throttle.clone()),
+            auth,
+            db: pool,
             config: Arc::new(config),
             readiness: Arc::default(),
         })))

@@ -7,6 +7,7 @@ use tracing::{info, instrument};
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
     input::{DisplayName, Email, Password},
+    step_up::Requirement,
 };
 use crate::db::{self, users::User};
 
@@ -55,6 +56,9 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let new = Password::new_password(new, "newPassword")?;
+        // Before the password check: a refusal here costs no guess.
+        self.require_step_up(viewer, Requirement::PasswordConfirmed)
+            .await?;
         self.confirm_password(viewer, current, client, "password change")
             .await?;
         let hash = self.passwords.hash(new).await?;
@@ -68,40 +72,30 @@ impl Auth {
                 let session = db::sessions::lock(conn, session_id)
                     .await?
                     .ok_or(AuthError::InvalidToken)?;
-                // The session's old refresh tokens stop working: unknown, not "reused",
-                // since a tab still holding one is no sign of theft.
-                db::refresh_tokens::delete_for_session(conn, session_id).await?;
-                let now = Utc::now();
-                let (refresh_token, expires) = self
-                    .issue_refresh_token(conn, session_id, session.absolute_expires_at, now)
-                    .await?;
-                db::sessions::touch(conn, session_id, now, expires).await?;
-                let user = db::users::find(conn, user_id)
-                    .await?
-                    .ok_or(AuthError::InvalidToken)?;
-                let access_token = self.keys.issue(user.id, session_id, user.role, now)?;
+                // The session keeps how it was authenticated: a password change is no sign-in.
+                let assurance = super::sessions::assurance_of(&session);
+                let issued = self.reissue(conn, &session, &assurance, Utc::now()).await?;
                 info!(other_sessions_ended = ended, "password changed");
-                Ok(Issued {
-                    user,
-                    session_id,
-                    access_token,
-                    refresh_token,
-                    expires_in: self.keys.ttl().as_secs(),
-                    refresh_expires_in: (expires - now).num_seconds(),
-                })
+                Ok(issued)
             })
             .await?;
         Ok(issued)
     }
 
-    /// Deletes the caller's account and everything theirs, after checking the password.
+    /// Deletes the caller's account and everything theirs, after checking the password
+    /// (every account has one so far; one without would be deleted on step-up alone,
+    /// [`Requirement::Passwordless`]).
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
     pub async fn delete_account(
         &self,
         viewer: &Viewer,
-        password: &str,
+        password: Option<&str>,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
+        let password = password
+            .ok_or_else(|| AuthError::input("password", "enter your password to delete the account"))?;
+        self.require_step_up(viewer, Requirement::PasswordConfirmed)
+            .await?;
         self.confirm_password(viewer, password, client, "account deletion")
             .await?;
         let mut conn = self.conn().await?;

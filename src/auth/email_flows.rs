@@ -12,10 +12,7 @@ use tokio::time::Instant;
 use tracing::{info, instrument};
 
 use super::{Auth, AuthError, ClientInfo, Viewer, input::Email, input::Password, refresh_token::PlainToken};
-use crate::{
-    db::{self, email_tokens::Purpose, users::User},
-    mail::Composer,
-};
+use crate::db::{self, email_tokens::Purpose, users::User};
 
 /// Lifetime of an email verification token.
 pub const VERIFY_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -27,14 +24,6 @@ pub const RESET_TOKEN_TTL: Duration = Duration::from_secs(3600);
 const RESET_REQUEST_MIN_TIME: Duration = Duration::from_millis(250);
 
 impl Auth {
-    /// Sets the mail composer (links to `PUBLIC_URL`, Message-IDs in the `EMAIL_FROM`
-    /// domain); [`Auth::new`] starts with the development defaults.
-    #[must_use]
-    pub fn with_mail(mut self, composer: Composer) -> Self {
-        self.mail = composer;
-        self
-    }
-
     /// Issues a verification token for `user` and queues its mail, on `conn` (inside the
     /// caller's transaction).
     pub(super) async fn queue_verification(
@@ -46,7 +35,7 @@ impl Auth {
         let expires_at = Utc::now() + VERIFY_TOKEN_TTL;
         db::email_tokens::replace(
             conn,
-            &token.hash().0,
+            token.hash().as_bytes(),
             user.id,
             Purpose::VerifyEmail,
             &user.email,
@@ -91,9 +80,10 @@ impl Auth {
         let outcome = async {
             let mut conn = self.conn().await?;
             conn.transaction::<_, AuthError, _>(async |conn| {
-                let (user_id, email) = db::email_tokens::consume(conn, &token.hash().0, Purpose::VerifyEmail)
-                    .await?
-                    .ok_or(AuthError::InvalidToken)?;
+                let (user_id, email) =
+                    db::email_tokens::consume(conn, token.hash().as_bytes(), Purpose::VerifyEmail)
+                        .await?
+                        .ok_or(AuthError::InvalidToken)?;
                 // The token proves the address it was mailed to, not a later one.
                 if db::users::mark_email_verified(conn, user_id, &email).await? == 0 {
                     return Err(AuthError::InvalidToken);
@@ -136,7 +126,7 @@ impl Auth {
             let expires_at = Utc::now() + RESET_TOKEN_TTL;
             db::email_tokens::replace(
                 conn,
-                &token.hash().0,
+                token.hash().as_bytes(),
                 user.id,
                 Purpose::ResetPassword,
                 &user.email,
@@ -171,7 +161,7 @@ impl Auth {
             // up atomically below, where a concurrent reset with it loses.
             {
                 let mut conn = self.conn().await?;
-                if !db::email_tokens::is_live(&mut conn, &hash.0, Purpose::ResetPassword).await? {
+                if !db::email_tokens::is_live(&mut conn, hash.as_bytes(), Purpose::ResetPassword).await? {
                     return Err(AuthError::InvalidToken);
                 }
             }
@@ -179,9 +169,10 @@ impl Auth {
             let password_hash = self.passwords.hash(password).await?;
             let mut conn = self.conn().await?;
             conn.transaction::<_, AuthError, _>(async |conn| {
-                let (user_id, email) = db::email_tokens::consume(conn, &hash.0, Purpose::ResetPassword)
-                    .await?
-                    .ok_or(AuthError::InvalidToken)?;
+                let (user_id, email) =
+                    db::email_tokens::consume(conn, hash.as_bytes(), Purpose::ResetPassword)
+                        .await?
+                        .ok_or(AuthError::InvalidToken)?;
                 db::users::set_password_hash(conn, user_id, &password_hash).await?;
                 db::users::mark_email_verified(conn, user_id, &email).await?;
                 // Verified now: a pending verification link has nothing left to prove.

@@ -59,6 +59,32 @@ pub enum AuthError {
         /// Seconds until the next attempt may succeed.
         retry_after: u64,
     },
+    /// The password was right, but the account has a second factor: no tokens yet.
+    /// `verifyMfa` with this token and a code completes the sign-in.
+    #[error(
+        "this account has a second factor: call verifyMfa with extensions.mfaToken and a code from the authenticator app or a recovery code"
+    )]
+    MfaRequired {
+        /// The single-use token of this sign-in (redacted in `Debug`).
+        mfa_token: super::refresh_token::PlainToken,
+        /// The kinds of code that complete it (`TOTP`, `RECOVERY_CODE`).
+        factors: Vec<&'static str>,
+    },
+    /// A wrong, reused or expired TOTP or recovery code.
+    #[error("the code is wrong, expired or already used")]
+    InvalidCode,
+    /// The operation needs a more recent (second-factor) authentication.
+    #[error("{}", if *.second_factor {
+        format!("this needs a second-factor verification within the last {max_age} seconds: call verifyMfa with a code (no mfaToken), then retry")
+    } else {
+        format!("this needs a sign-in within the last {max_age} seconds: sign in again, then retry")
+    })]
+    InsufficientUserAuthentication {
+        /// How recent the authentication must be, in seconds (RFC 9470 `max_age`).
+        max_age: u64,
+        /// Whether the user has a second factor (it must then be part of it).
+        second_factor: bool,
+    },
     /// The database cannot be reached.
     #[error("the service is temporarily unavailable: retry shortly")]
     Unavailable,

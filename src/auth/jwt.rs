@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::error::TokenProblem;
+use super::{error::TokenProblem, step_up::Assurance};
 use crate::db::users::Role;
 
 /// The `typ` header of our access tokens (RFC 9068), so no other JWT passes as one.
@@ -261,6 +261,39 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: Uuid,
+    /// When the user last actively authenticated in this session (sign-in or step-up).
+    /// Absent only from tokens issued before tokens carried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// `aal1`, or `aal2` after a second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// RFC 8176 methods used: `["pwd"]`, `["pwd", "otp", "mfa"]`, ...
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// Space-separated scopes for gateways (`user`, plus `admin` for admins), as of issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl Claims {
+    /// How the holder authenticated, as the token claims it; `None` for a token without
+    /// `auth_time`, which then proves no recent authentication.
+    pub fn assurance(&self) -> Option<Assurance> {
+        let auth_time = DateTime::<Utc>::from_timestamp(self.auth_time?, 0)?;
+        Some(Assurance::from_parts(
+            self.amr.iter().map(String::as_str),
+            auth_time,
+        ))
+    }
+}
+
+/// The `scope` claim of a role.
+fn scope_of(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Admin => "user admin",
+    }
 }
 
 /// The configured keys: the first signs, all verify.
@@ -305,12 +338,13 @@ impl JwtKeys {
         &self.keys[0]
     }
 
-    /// Signs an access token for a session.
+    /// Signs an access token for a session, claiming how the session was authenticated.
     pub fn issue(
         &self,
         user_id: Uuid,
         session_id: Uuid,
         role: Role,
+        assurance: &Assurance,
         now: DateTime<Utc>,
     ) -> anyhow::Result<String> {
         let key = self.signing_key();
@@ -324,6 +358,10 @@ impl JwtKeys {
             iat,
             exp: iat + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
             jti: Uuid::new_v4(),
+            auth_time: Some(assurance.auth_time.timestamp()),
+            acr: Some(assurance.acr().to_owned()),
+            amr: assurance.amr_strings(),
+            scope: Some(scope_of(role).to_owned()),
         };
         let mut header = Header::new(key.alg.jwt());
         header.kid = Some(key.kid.clone());
@@ -378,7 +416,9 @@ mod tests {
         for alg in [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa] {
             let keys = keys(alg);
             let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
-            let token = keys.issue(user, session, Role::Admin, Utc::now()).unwrap();
+            let now = Utc::now();
+            let assurance = Assurance::password(now).with_second_factor(now);
+            let token = keys.issue(user, session, Role::Admin, &assurance, now).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
             assert_eq!(header.kid.as_deref(), Some(keys.signing_key().kid()));
@@ -388,7 +428,24 @@ mod tests {
                 (user, session, "ADMIN")
             );
             assert_eq!(claims.exp - claims.iat, 900);
+            assert_eq!(claims.amr, ["pwd", "otp", "mfa"]);
+            assert_eq!(claims.acr.as_deref(), Some("aal2"));
+            assert_eq!(claims.scope.as_deref(), Some("user admin"));
+            assert_eq!(claims.assurance().unwrap().auth_time.timestamp(), now.timestamp());
         }
+    }
+
+    #[test]
+    fn a_token_without_assurance_claims_proves_no_recent_authentication() {
+        // Tokens issued before tokens carried `auth_time`/`amr` still verify, and step-up
+        // treats them as old.
+        let claims: Claims = serde_json::from_value(json!({
+            "iss": "authgraph", "aud": "authgraph", "sub": Uuid::new_v4(), "sid": Uuid::new_v4(),
+            "role": "USER", "iat": 1, "exp": 2, "jti": Uuid::new_v4(),
+        }))
+        .unwrap();
+        assert!(claims.amr.is_empty() && claims.acr.is_none());
+        assert!(claims.assurance().is_none());
     }
 
     #[test]
@@ -408,7 +465,13 @@ mod tests {
         let (old, _) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
         let old_keys = JwtKeys::new(vec![old], "authgraph", "authgraph", Duration::from_secs(60)).unwrap();
         let old_token = old_keys
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                &Assurance::password(Utc::now()),
+                Utc::now(),
+            )
             .unwrap();
         let (new, _) = SigningKey::generate(KeyAlgorithm::EdDsa).unwrap();
         let (old_again, _) = (old_keys.keys.into_iter().next().unwrap(), ());
@@ -421,7 +484,13 @@ mod tests {
         .unwrap();
         assert!(rotated.verify(&old_token).is_ok());
         let fresh = rotated
-            .issue(Uuid::new_v4(), Uuid::new_v4(), Role::User, Utc::now())
+            .issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                &Assurance::password(Utc::now()),
+                Utc::now(),
+            )
             .unwrap();
         assert_eq!(jsonwebtoken::decode_header(&fresh).unwrap().alg, Algorithm::EdDSA);
         let jwks: serde_json::Value = serde_json::from_str(rotated.jwks()).unwrap();

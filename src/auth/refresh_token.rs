@@ -43,9 +43,19 @@ impl std::fmt::Debug for PlainToken {
 /// SHA-256 of a token. A full-entropy token needs no salt or slow hash: the hash alone
 /// cannot be turned back into a usable token.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TokenHash(pub [u8; 32]);
+pub struct TokenHash([u8; 32]);
 
 impl TokenHash {
+    /// The digest, as stored.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The digest by value.
+    pub fn to_array(self) -> [u8; 32] {
+        self.0
+    }
+
     /// Hashes token bytes.
     pub fn of(bytes: &[u8]) -> Self {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);

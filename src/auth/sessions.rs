@@ -11,9 +11,15 @@ use uuid::Uuid;
 use super::{
     Auth, AuthError, ClientInfo, Issued,
     refresh_token::{PlainToken, Successor, open_successor, seal_successor},
+    step_up::Assurance,
     throttle::TokenCheck,
 };
-use crate::db::{self, refresh_tokens::Rotation, sessions::Session, users::User};
+use crate::db::{
+    self,
+    refresh_tokens::{RefreshToken, Rotation},
+    sessions::Session,
+    users::User,
+};
 
 /// What a refresh transaction decided; reuse is decided inside but reported after
 /// commit, so the revocation it caused is kept.
@@ -22,8 +28,55 @@ enum Refreshed {
     Reused { session_id: Uuid, user_id: Uuid },
 }
 
-fn live(session: &Session, now: DateTime<Utc>) -> bool {
+/// Whether a session still stands at `now`.
+pub(super) fn live(session: &Session, now: DateTime<Utc>) -> bool {
     session.revoked_at.is_none() && session.expires_at > now && session.absolute_expires_at > now
+}
+
+/// What a presented refresh token earns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    /// Unknown, expired, or of an ended session: `INVALID_TOKEN`.
+    Refuse,
+    /// The session's current token: rotate it.
+    Rotate,
+    /// Rotated within the grace window: answer the successor it already got (two tabs
+    /// racing each other).
+    Replay,
+    /// Rotated before, outside the grace window (or its successor cannot be opened):
+    /// the token leaked or was replayed, so the session ends (`TOKEN_REUSED`).
+    RevokeSession,
+}
+
+/// The refresh rules, decided from the locked session, the token row, whether the
+/// token's sealed successor opened, the time and the grace window.
+fn decide(
+    session: Option<&Session>,
+    token: Option<&RefreshToken>,
+    successor_opened: bool,
+    now: DateTime<Utc>,
+    grace: chrono::TimeDelta,
+) -> Decision {
+    let (Some(session), Some(token)) = (session, token) else {
+        return Decision::Refuse;
+    };
+    if !live(session, now) {
+        return Decision::Refuse;
+    }
+    match token.rotated_at {
+        None if token.expires_at <= now => Decision::Refuse,
+        None => Decision::Rotate,
+        Some(rotated_at) if now - rotated_at <= grace && successor_opened => Decision::Replay,
+        Some(_) => Decision::RevokeSession,
+    }
+}
+
+/// How a session was authenticated, as its stored `amr` and `auth_time` say.
+pub(super) fn assurance_of(session: &Session) -> Assurance {
+    Assurance::from_parts(
+        session.amr.iter().flatten().map(String::as_str),
+        session.auth_time,
+    )
 }
 
 impl Auth {
@@ -68,35 +121,30 @@ impl Auth {
                 };
                 let (locked_until, session, found) = tokio::try_join!(
                     waiting,
-                    db::sessions::lock_by_token(shared, &hash.0),
-                    db::refresh_tokens::find_with_owner(shared, &hash.0),
+                    db::sessions::lock_by_token(shared, hash.as_bytes()),
+                    db::refresh_tokens::find_with_owner(shared, hash.as_bytes()),
                 )?;
                 check.admit(locked_until)?;
-                let (Some(session), Some((token, user))) = (session, found) else {
-                    return Err(AuthError::InvalidToken);
-                };
+                let (token, user) = found.unzip();
                 let now = Utc::now();
-                if !live(&session, now) {
-                    return Err(AuthError::InvalidToken);
-                }
-                let Some(rotated_at) = token.rotated_at else {
-                    if token.expires_at <= now {
-                        return Err(AuthError::InvalidToken);
-                    }
-                    return self
-                        .rotate(conn, presented, &session, user, now)
-                        .await
-                        .map(Refreshed::Issued);
-                };
                 let grace =
                     chrono::TimeDelta::from_std(self.policy.refresh_grace).unwrap_or(chrono::TimeDelta::MAX);
-                let in_grace = now - rotated_at <= grace;
+                // Opened only for a token rotated before: the rare path pays the decryption.
                 let successor = token
-                    .successor_sealed
-                    .as_deref()
-                    .and_then(|s| open_successor(presented, s));
-                match successor {
-                    Some(successor) if in_grace => Ok(Refreshed::Issued(Issued {
+                    .as_ref()
+                    .filter(|t| t.rotated_at.is_some())
+                    .and_then(|t| t.successor_sealed.as_deref())
+                    .and_then(|sealed| open_successor(presented, sealed));
+                let decision = decide(session.as_ref(), token.as_ref(), successor.is_some(), now, grace);
+                let (Some(session), Some(user)) = (session, user) else {
+                    return Err(AuthError::InvalidToken);
+                };
+                match (decision, successor) {
+                    (Decision::Rotate, _) => self
+                        .rotate(conn, presented, &session, user, now)
+                        .await
+                        .map(Refreshed::Issued),
+                    (Decision::Replay, Some(successor)) => Ok(Refreshed::Issued(Issued {
                         user,
                         session_id: session.id,
                         access_token: successor.access_token,
@@ -104,13 +152,14 @@ impl Auth {
                         expires_in: self.keys.ttl().as_secs(),
                         refresh_expires_in: successor.refresh_expires_in,
                     })),
-                    _ => {
+                    (Decision::Replay | Decision::RevokeSession, _) => {
                         db::sessions::revoke(conn, session.id, "refresh_token_reused").await?;
                         Ok(Refreshed::Reused {
                             session_id: session.id,
                             user_id: session.user_id,
                         })
                     }
+                    (Decision::Refuse, _) => Err(AuthError::InvalidToken),
                 }
             })
             .await?;
@@ -140,7 +189,9 @@ impl Auth {
     ) -> Result<Issued, AuthError> {
         let expires = (now + self.policy.refresh_ttl).min(session.absolute_expires_at);
         let refresh_token = PlainToken::generate()?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, now)?;
+        let access_token = self
+            .keys
+            .issue(user.id, session.id, user.role, &assurance_of(session), now)?;
         let refresh_expires_in = (expires - now).num_seconds();
         let sealed = seal_successor(
             parent,
@@ -154,9 +205,9 @@ impl Auth {
             conn,
             &Rotation {
                 session_id: session.id,
-                parent_hash: &parent.hash().0,
+                parent_hash: parent.hash().as_bytes(),
                 successor_sealed: &sealed,
-                child_hash: &refresh_token.hash().0,
+                child_hash: refresh_token.hash().as_bytes(),
                 child_expires_at: expires,
                 at: now,
                 grace_cutoff: now - self.policy.refresh_grace,
@@ -173,6 +224,45 @@ impl Auth {
         })
     }
 
+    /// Gives a live, locked session a new pair claiming `assurance` (password change,
+    /// step-up): its other refresh tokens stop working, as unknown rather than "reused",
+    /// since a tab still holding one is no sign of theft. The user is read fresh.
+    pub(super) async fn reissue(
+        &self,
+        conn: &mut AsyncPgConnection,
+        session: &Session,
+        assurance: &Assurance,
+        now: DateTime<Utc>,
+    ) -> Result<Issued, AuthError> {
+        if *assurance != assurance_of(session) {
+            db::sessions::set_assurance(
+                conn,
+                session.id,
+                &assurance.amr_strings(),
+                assurance.acr(),
+                assurance.auth_time,
+            )
+            .await?;
+        }
+        db::refresh_tokens::delete_for_session(conn, session.id).await?;
+        let (refresh_token, expires) = self
+            .issue_refresh_token(conn, session.id, session.absolute_expires_at, now)
+            .await?;
+        db::sessions::touch(conn, session.id, now, expires).await?;
+        let user = db::users::find(conn, session.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
+        Ok(Issued {
+            user,
+            session_id: session.id,
+            access_token,
+            refresh_token,
+            expires_in: self.keys.ttl().as_secs(),
+            refresh_expires_in: (expires - now).num_seconds(),
+        })
+    }
+
     /// Stores a new refresh token for a session: it lives `refresh_ttl`, never past
     /// the session's absolute end.
     pub(super) async fn issue_refresh_token(
@@ -184,7 +274,7 @@ impl Auth {
     ) -> Result<(PlainToken, DateTime<Utc>), AuthError> {
         let expires = (now + self.policy.refresh_ttl).min(absolute_expires_at);
         let token = PlainToken::generate()?;
-        db::refresh_tokens::insert(conn, &token.hash().0, session_id, expires).await?;
+        db::refresh_tokens::insert(conn, token.hash().as_bytes(), session_id, expires).await?;
         Ok((token, expires))
     }
 
@@ -194,7 +284,7 @@ impl Auth {
     pub async fn logout(&self, presented: &str) -> Result<(), AuthError> {
         let hash = PlainToken::presented(presented).hash();
         let mut conn = self.conn().await?;
-        if let Some(token) = db::refresh_tokens::find(&mut conn, &hash.0).await?
+        if let Some(token) = db::refresh_tokens::find(&mut conn, hash.as_bytes()).await?
             && db::sessions::revoke(&mut conn, token.session_id, "logout").await?
         {
             info!(session.id = %token.session_id, "session ended by logout");
@@ -221,5 +311,133 @@ impl Auth {
             info!("session revoked by its owner");
         }
         Ok(revoked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn session(revoked: bool, expires: i64, absolute: i64) -> Session {
+        Session {
+            id: Uuid::nil(),
+            user_id: Uuid::nil(),
+            user_agent: None,
+            created_at: at(-100),
+            last_used_at: at(-100),
+            expires_at: at(expires),
+            absolute_expires_at: at(absolute),
+            revoked_at: revoked.then(|| at(-1)),
+            revoked_reason: None,
+            amr: vec![Some("pwd".to_owned())],
+            acr: "aal1".to_owned(),
+            auth_time: at(-100),
+        }
+    }
+
+    fn token(expires: i64, rotated: Option<i64>) -> RefreshToken {
+        RefreshToken {
+            token_hash: vec![],
+            session_id: Uuid::nil(),
+            issued_at: at(-100),
+            expires_at: at(expires),
+            rotated_at: rotated.map(at),
+            successor_sealed: rotated.map(|_| vec![1]),
+        }
+    }
+
+    #[test]
+    fn every_refresh_case_is_decided_by_the_rules() {
+        use Decision::*;
+        let grace = TimeDelta::seconds(10);
+        let live = session(false, 100, 1000);
+        // (case, session, token, successor opened, expected); now is at(0).
+        type Case = (
+            &'static str,
+            Option<Session>,
+            Option<RefreshToken>,
+            bool,
+            Decision,
+        );
+        let cases: [Case; 11] = [
+            ("unknown token", Some(live.clone()), None, false, Refuse),
+            ("no session", None, Some(token(100, None)), false, Refuse),
+            (
+                "current token",
+                Some(live.clone()),
+                Some(token(100, None)),
+                false,
+                Rotate,
+            ),
+            (
+                "expired token",
+                Some(live.clone()),
+                Some(token(0, None)),
+                false,
+                Refuse,
+            ),
+            (
+                "revoked session",
+                Some(session(true, 100, 1000)),
+                Some(token(100, None)),
+                false,
+                Refuse,
+            ),
+            (
+                "idle session",
+                Some(session(false, 0, 1000)),
+                Some(token(100, None)),
+                false,
+                Refuse,
+            ),
+            (
+                "session past its absolute end",
+                Some(session(false, 100, 0)),
+                Some(token(100, None)),
+                false,
+                Refuse,
+            ),
+            (
+                "rotated inside grace",
+                Some(live.clone()),
+                Some(token(100, Some(-10))),
+                true,
+                Replay,
+            ),
+            (
+                "rotated outside grace",
+                Some(live.clone()),
+                Some(token(100, Some(-11))),
+                true,
+                RevokeSession,
+            ),
+            (
+                "rotated, successor unreadable",
+                Some(live.clone()),
+                Some(token(100, Some(-1))),
+                false,
+                RevokeSession,
+            ),
+            (
+                "rotated, session already ended",
+                Some(session(true, 100, 1000)),
+                Some(token(100, Some(-1))),
+                true,
+                Refuse,
+            ),
+        ];
+        for (case, session, token, opened, expected) in cases {
+            assert_eq!(
+                decide(session.as_ref(), token.as_ref(), opened, at(0), grace),
+                expected,
+                "{case}"
+            );
+        }
     }
 }

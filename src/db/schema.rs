@@ -12,6 +12,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        amr -> Array<Nullable<Text>>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    mfa_factors (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        kind -> Text,
+        secret_sealed -> Bytea,
+        created_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
+        last_used_step -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Uuid,
         user_id -> Nullable<Uuid>,
@@ -29,6 +52,15 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -54,6 +86,9 @@ diesel::table! {
         absolute_expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        amr -> Array<Nullable<Text>>,
+        acr -> Text,
+        auth_time -> Timestamptz,
     }
 }
 
@@ -80,13 +115,19 @@ diesel::table! {
 }
 
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(mfa_factors -> users (user_id));
 diesel::joinable!(outbox -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     email_tokens,
+    mfa_challenges,
+    mfa_factors,
     outbox,
+    recovery_codes,
     refresh_tokens,
     sessions,
     throttle_counters,

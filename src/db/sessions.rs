@@ -30,6 +30,12 @@ pub struct Session {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Why it was ended.
     pub revoked_reason: Option<String>,
+    /// RFC 8176 methods the session was authenticated with (`pwd`, `otp`, `mfa`, ...).
+    pub amr: Vec<Option<String>>,
+    /// `aal1` or `aal2`.
+    pub acr: String,
+    /// The last active authentication: sign-in or step-up.
+    pub auth_time: DateTime<Utc>,
 }
 
 /// A session about to be inserted.
@@ -48,6 +54,12 @@ pub struct NewSession<'a> {
     pub expires_at: DateTime<Utc>,
     /// Hard end of the session.
     pub absolute_expires_at: DateTime<Utc>,
+    /// RFC 8176 methods of the sign-in.
+    pub amr: Vec<String>,
+    /// `aal1` or `aal2`.
+    pub acr: &'a str,
+    /// The sign-in time as its tokens claim it.
+    pub auth_time: DateTime<Utc>,
 }
 
 /// Inserts a session.
@@ -202,4 +214,24 @@ pub async fn revoke_all_except(
         ))
         .execute(conn)
         .await
+}
+
+/// Records a step-up (or a first factor confirmed) in a session: its new methods, level
+/// and authentication time, which its next tokens claim.
+pub async fn set_assurance(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    amr: &[String],
+    acr: &str,
+    auth_time: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.find(id))
+        .set((
+            sessions::amr.eq(amr),
+            sessions::acr.eq(acr),
+            sessions::auth_time.eq(auth_time),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
 }

@@ -27,6 +27,12 @@ pub enum Code {
     TokenReused,
     /// Too many attempts.
     RateLimited,
+    /// The password was right; a second factor must follow (`verifyMfa`).
+    MfaRequired,
+    /// Wrong, reused or expired TOTP or recovery code.
+    InvalidCode,
+    /// The operation needs a more recent (second-factor) authentication.
+    InsufficientUserAuthentication,
     /// The database (or another dependency) is unreachable, or the request ran out of time.
     ServiceUnavailable,
     /// Anything else.
@@ -47,7 +53,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, for tests and for code that reads codes back.
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 21] = [
         Code::ParseFailed,
         Code::ValidationFailed,
         Code::Unauthenticated,
@@ -58,6 +64,9 @@ impl Code {
         Code::InvalidToken,
         Code::TokenReused,
         Code::RateLimited,
+        Code::MfaRequired,
+        Code::InvalidCode,
+        Code::InsufficientUserAuthentication,
         Code::ServiceUnavailable,
         Code::Internal,
         Code::BadRequest,
@@ -81,6 +90,9 @@ impl Code {
             Code::InvalidToken => "INVALID_TOKEN",
             Code::TokenReused => "TOKEN_REUSED",
             Code::RateLimited => "RATE_LIMITED",
+            Code::MfaRequired => "MFA_REQUIRED",
+            Code::InvalidCode => "INVALID_CODE",
+            Code::InsufficientUserAuthentication => "INSUFFICIENT_USER_AUTHENTICATION",
             Code::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Code::Internal => "INTERNAL_SERVER_ERROR",
             Code::BadRequest => "BAD_REQUEST",

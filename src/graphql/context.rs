@@ -23,7 +23,7 @@ pub trait ContextExt {
 
 impl ContextExt for Context<'_> {
     fn state(&self) -> &AppState {
-        // Both data items are inserted by `graphql::schema` and `http` before any
+        // Both data items are inserted by `graphql::build_schema` and `http` before any
         // execution; a missing one is a wiring bug that must fail loudly in tests.
         #[expect(clippy::expect_used, reason = "set on every schema by build_schema")]
         self.data::<AppState>().expect("AppState is set on the schema")

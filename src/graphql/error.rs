@@ -25,6 +25,9 @@ pub fn code_of(err: &AuthError) -> Code {
         AuthError::InvalidToken => Code::InvalidToken,
         AuthError::TokenReused => Code::TokenReused,
         AuthError::RateLimited { .. } => Code::RateLimited,
+        AuthError::MfaRequired { .. } => Code::MfaRequired,
+        AuthError::InvalidCode => Code::InvalidCode,
+        AuthError::InsufficientUserAuthentication { .. } => Code::InsufficientUserAuthentication,
         AuthError::Unavailable => Code::ServiceUnavailable,
         AuthError::Internal(_) => Code::Internal,
     }
@@ -38,6 +41,11 @@ impl From<AuthError> for async_graphql::Error {
             AuthError::InvalidInput { field, .. } => ext.set("field", *field),
             AuthError::EmailTaken => ext.set("field", "email"),
             AuthError::RateLimited { retry_after } => ext.set("retryAfter", *retry_after),
+            AuthError::MfaRequired { mfa_token, factors } => {
+                ext.set("mfaToken", mfa_token.expose());
+                ext.set("factors", factors.clone());
+            }
+            AuthError::InsufficientUserAuthentication { max_age, .. } => ext.set("maxAge", *max_age),
             // Logged here, once, with its chain; the client sees only the code.
             AuthError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AuthError::Unavailable => tracing::warn!("database unavailable"),
@@ -168,7 +176,7 @@ pub fn failed_before_execution(response: &Response) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::TokenProblem;
+    use crate::auth::{TokenProblem, refresh_token::PlainToken};
 
     fn extensions(err: AuthError) -> (String, serde_json::Value) {
         let e: async_graphql::Error = err.into();
@@ -190,6 +198,21 @@ mod tests {
             (AuthError::InvalidToken, "INVALID_TOKEN"),
             (AuthError::TokenReused, "TOKEN_REUSED"),
             (AuthError::RateLimited { retry_after: 3 }, "RATE_LIMITED"),
+            (
+                AuthError::MfaRequired {
+                    mfa_token: PlainToken::presented("t"),
+                    factors: vec!["TOTP"],
+                },
+                "MFA_REQUIRED",
+            ),
+            (AuthError::InvalidCode, "INVALID_CODE"),
+            (
+                AuthError::InsufficientUserAuthentication {
+                    max_age: 600,
+                    second_factor: true,
+                },
+                "INSUFFICIENT_USER_AUTHENTICATION",
+            ),
             (AuthError::Unavailable, "SERVICE_UNAVAILABLE"),
             (AuthError::Internal(anyhow::anyhow!("x")), "INTERNAL_SERVER_ERROR"),
         ];
@@ -204,6 +227,26 @@ mod tests {
         assert_eq!(ext["field"], "displayName");
         let (_, ext) = extensions(AuthError::RateLimited { retry_after: 42 });
         assert_eq!(ext["retryAfter"], 42);
+    }
+
+    #[test]
+    fn mfa_errors_carry_what_the_client_needs_next() {
+        let (message, ext) = extensions(AuthError::MfaRequired {
+            mfa_token: PlainToken::presented("the-token"),
+            factors: vec!["TOTP", "RECOVERY_CODE"],
+        });
+        assert_eq!(ext["mfaToken"], "the-token");
+        assert_eq!(ext["factors"], serde_json::json!(["TOTP", "RECOVERY_CODE"]));
+        assert!(!message.contains("the-token"), "{message}");
+        let (message, ext) = extensions(AuthError::InsufficientUserAuthentication {
+            max_age: 600,
+            second_factor: true,
+        });
+        assert_eq!(ext["maxAge"], 600);
+        assert!(
+            message.contains("600") && message.contains("verifyMfa"),
+            "{message}"
+        );
     }
 
     #[test]

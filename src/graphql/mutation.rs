@@ -19,9 +19,10 @@ use crate::{
 const SET_COOKIE: &str = "set-cookie";
 
 /// Write operations.
+#[derive(Default)]
 pub struct MutationRoot;
 
-#[Object(name = "Mutation")]
+#[Object]
 impl MutationRoot {
     /// Creates an account and signs it in.
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> Result<AuthPayload> {
@@ -121,7 +122,8 @@ impl MutationRoot {
         Ok(User::own(user, viewer.session_id))
     }
 
-    /// Changes my password: this session gets a new pair, every other session ends.
+    /// Changes my password: this session gets a new pair, every other session ends. With
+    /// a second factor, it also needs a recent verification of it (`verifyMfa`).
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
         let viewer = ctx.viewer().await?;
         let issued = ctx
@@ -174,11 +176,19 @@ impl MutationRoot {
             .await?)
     }
 
-    /// Deletes my account and everything that is mine; needs my password.
-    async fn delete_account(&self, ctx: &Context<'_>, #[graphql(secret)] password: String) -> Result<bool> {
+    /// Deletes my account and everything that is mine; needs my password (and, with a
+    /// second factor, a recent verification of it: `verifyMfa`).
+    async fn delete_account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] password: Option<String>,
+    ) -> Result<bool> {
         let viewer = ctx.viewer().await?;
         let client = &ctx.request().client;
-        ctx.state().auth.delete_account(viewer, &password, client).await?;
+        ctx.state()
+            .auth
+            .delete_account(viewer, password.as_deref(), client)
+            .await?;
         clear_cookie(ctx);
         Ok(true)
     }
@@ -210,7 +220,7 @@ fn clear_cookie(ctx: &Context<'_>) {
 
 /// Hands a new token pair to the client: the refresh token in the body, or as an
 /// HttpOnly cookie when the request asked for cookie delivery (or came with the cookie).
-fn deliver(ctx: &Context<'_>, issued: Issued, as_cookie: bool) -> AuthPayload {
+pub(super) fn deliver(ctx: &Context<'_>, issued: Issued, as_cookie: bool) -> AuthPayload {
     // The request's later log lines (the operation summary) name the signed-in user.
     tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
     let user = User::issued(&issued);

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::{
     context::ContextExt,
     guards::{OwnerOnly, OwnerOrAdmin},
+    mfa::MfaFactor,
 };
 use crate::{auth::Issued, db};
 
@@ -105,6 +106,21 @@ impl User {
             rows.into_iter().map(|row| Session::new(row, current)).collect(),
         ))
     }
+
+    /// The user's active second factors (TOTP): visible to the user themself only.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn factors(&self, ctx: &Context<'_>) -> Result<Option<Vec<MfaFactor>>> {
+        let rows = ctx.state().auth.factors_of(self.uuid).await?;
+        Ok(Some(rows.into_iter().map(MfaFactor::from).collect()))
+    }
+
+    /// Unused recovery codes: visible to the user themself only. They belong to the
+    /// user, not to one factor.
+    #[graphql(guard = "OwnerOnly::of(self)")]
+    async fn recovery_codes_left(&self, ctx: &Context<'_>) -> Result<Option<i32>> {
+        let left = ctx.state().auth.recovery_codes_left(self.uuid).await?;
+        Ok(Some(i32::try_from(left).unwrap_or(i32::MAX)))
+    }
 }
 
 /// One signed-in device or browser.
@@ -137,7 +153,7 @@ impl Session {
     }
 }
 
-/// Tokens issued by `register`, `login`, `refresh` and `changePassword`.
+/// Tokens issued by `register`, `login`, `refresh`, `changePassword` and `verifyMfa`.
 #[derive(SimpleObject)]
 pub struct AuthPayload {
     /// JWT for `Authorization: Bearer`.

@@ -34,7 +34,7 @@ pub(crate) async fn healthz() -> Response {
 }
 
 pub(crate) async fn readyz(State(http): State<Http>) -> Response {
-    let answered = tokio::time::timeout(Duration::from_secs(2), crate::db::ping(http.state.auth.db()))
+    let answered = tokio::time::timeout(Duration::from_secs(2), crate::db::ping(&http.state.db))
         .await
         .unwrap_or(false);
     crate::metrics::db_up(answered);
@@ -62,7 +62,7 @@ pub(crate) async fn readyz(State(http): State<Http>) -> Response {
 /// Prometheus text format. Resource gauges (pool, hash queue) are sampled now.
 pub(crate) async fn metrics(State(http): State<Http>) -> Response {
     let auth = &http.state.auth;
-    crate::metrics::db_pool(&crate::db::pool_sample(auth.db()));
+    crate::metrics::db_pool(&crate::db::pool_sample(&http.state.db));
     crate::metrics::password_hash_queue(auth.passwords().queue_depth());
     (
         StatusCode::OK,

@@ -19,13 +19,6 @@ pub struct Composer {
     message_id_domain: String,
 }
 
-impl Default for Composer {
-    /// The development defaults of `PUBLIC_URL` and `EMAIL_FROM`.
-    fn default() -> Self {
-        Self::new("http://localhost:3000", "authgraph <no-reply@localhost>")
-    }
-}
-
 impl Composer {
     /// Links point at `public_url`; Message-IDs use the domain of `email_from`.
     pub fn new(public_url: &str, email_from: &str) -> Self {

@@ -24,6 +24,7 @@ fn help_names_what_each_command_does_and_reads() {
         "DATABASE_URL",
         "JWT_KEYS",
         "SHUTDOWN_TIMEOUT",
+        "MFA_ENCRYPTION_KEY",
     ] {
         assert!(top.contains(word), "`authgraph --help` lacks {word}:\n{top}");
     }
@@ -33,6 +34,8 @@ fn help_names_what_each_command_does_and_reads() {
         (vec!["print-schema"], "no environment variable"),
         (vec!["keygen"], "no environment variable"),
         (vec!["user", "set-role"], "email"),
+        (vec!["user", "reset-mfa"], "email"),
+        (vec!["user"], "reset-mfa"),
         (vec!["user"], "DATABASE_URL"),
     ] {
         let text = help(&command);

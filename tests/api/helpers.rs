@@ -194,6 +194,7 @@ impl TestApp {
             ("DATABASE_URL".into(), db.url.clone()),
             ("DATABASE_POOL_SIZE".into(), "4".into()),
             ("PASSWORD_HASH_CONCURRENCY".into(), "2".into()),
+            ("MFA_ENCRYPTION_KEY".into(), TEST_MFA_KEY.into()),
         ]);
         env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
@@ -321,3 +322,6 @@ pub fn email(tag: &str) -> String {
 }
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// `MFA_ENCRYPTION_KEY` of every test app and process (production mode requires one).
+pub const TEST_MFA_KEY: &str = "dGVzdC1vbmx5LW1mYS1lbmNyeXB0aW9uLWtleS0zMmI=";

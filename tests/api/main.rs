@@ -18,6 +18,7 @@ mod jwt;
 mod login;
 mod me;
 mod metrics;
+mod mfa;
 mod migrations;
 mod outage;
 mod redaction;

@@ -22,9 +22,9 @@ use crate::{
 /// A distinctive password nothing else could print by chance.
 const SECRET_PASSWORD: &str = "Quokka-Marmalade-7741-Zephyr";
 
-/// Everything the subscriber wrote.
+/// Everything the subscriber wrote (the MFA redaction test captures with it too).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -37,7 +37,7 @@ impl Write for Capture {
 }
 
 impl Capture {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }

@@ -44,7 +44,7 @@ pub fn start_worker_on(pool: DbPool, config: &Config, tweak: impl FnOnce(&mut Ma
 
 /// Starts a worker on the app's own pool.
 pub fn start_worker(app: &TestApp, tweak: impl FnOnce(&mut MailConfig)) -> WorkerHandle {
-    start_worker_on(app.state.auth.db().clone(), &app.state.config, tweak)
+    start_worker_on(app.state.db.clone(), &app.state.config, tweak)
 }
 
 #[derive(QueryableByName)]

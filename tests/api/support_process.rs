@@ -38,6 +38,7 @@ impl Service {
             .env("RUST_LOG", "info")
             .env("DATA_DIR", dir.0.join("data"))
             .env("PASSWORD_HASH_CONCURRENCY", "1")
+            .env("MFA_ENCRYPTION_KEY", crate::helpers::TEST_MFA_KEY)
             .env("DATABASE_POOL_SIZE", "3");
         for name in ["APP_ENV", "DATABASE_URL", "JWT_KEYS", "DATABASE_TIMEOUT"] {
             command.env_remove(name);

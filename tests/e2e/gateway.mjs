@@ -6,8 +6,10 @@
 //    the client, and the refresh cookie passed through both ways;
 // 3. Hive gateway (its runtime with the JWT plugin) verifying our access tokens from
 //    /.well-known/jwks.json alone: accepted when ours, refused when forged or tampered with,
-//    even for operations that never reach authgraph.
+//    even for operations that never reach authgraph; and telling AAL1 from AAL2 (`acr`,
+//    `amr`, `auth_time`) from the token alone, after a password and after `verifyMfa`.
 
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { composeServices } from '@apollo/composition';
@@ -45,6 +47,8 @@ const ORDER_WITH_BUYER = 'query($id: ID!) { order(id: $id) { id total buyer { id
 const ORDER_ONLY = 'query($id: ID!) { order(id: $id) { id total } }';
 
 const stops = [];
+/** The assurance claims Hive gateway read from each verified token, in order. */
+const hiveSeen = [];
 let supergraphSdl;
 let apolloUrl;
 let hiveUrl;
@@ -110,6 +114,13 @@ async function startHive() {
         // Anonymous operations (register, login) pass; a bad token never reaches a subgraph.
         reject: { missingToken: false, invalidToken: true },
       }),
+      // What a gateway enforcing AAL2 would look at: the verified payload, nothing else.
+      {
+        onExecute({ args }) {
+          const payload = args.contextValue?.jwt?.payload;
+          if (payload) hiveSeen.push({ acr: payload.acr, amr: payload.amr, authTime: payload.auth_time });
+        },
+      },
     ],
     propagateHeaders: {
       fromClientToSubgraphs: ({ request }) =>
@@ -142,6 +153,33 @@ function tamper(token) {
   const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
   const changed = Buffer.from(JSON.stringify({ ...claims, role: 'ADMIN' })).toString('base64url');
   return [header, changed, signature].join('.');
+}
+
+/** RFC 6238 (SHA-1, 6 digits, 30 s) as an authenticator app computes it. */
+function totp(base32Secret, step) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const key = [];
+  for (const char of base32Secret.replace(/=+$/, '')) {
+    value = (value << 5) | alphabet.indexOf(char);
+    bits += 5;
+    if (bits >= 8) {
+      key.push((value >>> (bits - 8)) & 255);
+      bits -= 8;
+    }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', Buffer.from(key)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+/** The current 30-second step, a few seconds clear of its end (the next code is taken too). */
+async function currentStep() {
+  while (Date.now() / 1000 % 30 >= 27) await new Promise((resolve) => setTimeout(resolve, 500));
+  return Math.floor(Date.now() / 1000 / 30);
 }
 
 function setCookie(result) {
@@ -256,6 +294,52 @@ await steps('gateway', [
   ['hive: a tampered token (payload changed, signature kept) is refused', async () => {
     const result = await graphql(hiveUrl, ORDER_ONLY, { id: `order-${userId}-1` }, bearer(tamper(token)));
     assert.equal(result.status, 401, JSON.stringify(result.body));
+  }],
+  ['hive: tells aal1 from aal2 from the token alone (password, then verifyMfa)', async () => {
+    const mfaUser = { email: email('gateway-mfa') };
+    const registered = data(
+      await graphql(hiveUrl, REGISTER, { input: { email: mfaUser.email, password: PASSWORD } }),
+      'register',
+    );
+    const passwordToken = registered.register.accessToken;
+    const enrolled = data(
+      await graphql(hiveUrl, 'mutation { enrollTotp { factorId secret } }', {}, bearer(passwordToken)),
+      'enrollTotp',
+    ).enrollTotp;
+    const step = await currentStep();
+    const codes = data(
+      await graphql(
+        hiveUrl,
+        'mutation($id: ID!, $code: String!) { confirmTotp(factorId: $id, code: $code) }',
+        { id: enrolled.factorId, code: totp(enrolled.secret, step) },
+        bearer(passwordToken),
+      ),
+      'confirmTotp',
+    ).confirmTotp;
+    assert.equal(codes.length, 10);
+    const login = await graphql(hiveUrl, LOGIN, { input: { email: mfaUser.email, password: PASSWORD } });
+    assert.equal(code(login.body), 'MFA_REQUIRED', JSON.stringify(login.body));
+    const { mfaToken, factors } = login.body.errors[0].extensions;
+    assert.deepEqual(factors, ['TOTP', 'RECOVERY_CODE']);
+    const verified = data(
+      await graphql(
+        hiveUrl,
+        'mutation($token: String, $code: String!) { verifyMfa(mfaToken: $token, code: $code) { accessToken } }',
+        { token: mfaToken, code: totp(enrolled.secret, step + 1) },
+      ),
+      'verifyMfa',
+    );
+    const aal2Token = verified.verifyMfa.accessToken;
+    hiveSeen.length = 0;
+    for (const token of [passwordToken, aal2Token]) {
+      const result = await graphql(hiveUrl, ORDER_ONLY, { id: `order-${userId}-1` }, bearer(token));
+      assert.equal(data(result, 'order').order.total, 100);
+    }
+    assert.deepEqual(hiveSeen.map((s) => [s.acr, s.amr]), [
+      ['aal1', ['pwd']],
+      ['aal2', ['pwd', 'otp', 'mfa']],
+    ]);
+    assert.ok(hiveSeen.every((s) => Math.abs(s.authTime - Date.now() / 1000) < 120), JSON.stringify(hiveSeen));
   }],
   ['hive: anonymous login and cookie refresh pass, Set-Cookie comes back (propagateHeaders)', async () => {
     const login = await graphql(hiveUrl, LOGIN, { input: { email: user.email, password: PASSWORD } }, {
