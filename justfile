@@ -60,4 +60,4 @@ ha-down dir="/tmp/authgraph-ha":
 # failed, acknowledged writes missing, refresh chains broken (AUTHGRAPH_BIN=path runs
 # another build of the binary, e.g. target/release/authgraph).
 ha-bench: db-up
-    cargo test --test api ha:: -- --nocapture 2>&1 | grep -E '^ha:|test result|panicked'
+    bash -o pipefail -c "cargo test --test api ha:: -- --nocapture 2>&1 | grep -E '^ha:|test result|panicked'"

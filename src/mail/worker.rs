@@ -374,11 +374,12 @@ impl Worker {
     /// Records a delivery, retrying while the database is unreachable (a failover
     /// takes seconds) for half the claim's margin: a record lost for good means a
     /// resend once the claim lapses, which the same Message-ID lets the receiving side
-    /// recognise, but a failover alone should not send a mail twice. Marking is
-    /// idempotent (it matches this worker's claim), so a retry after an answer lost in
-    /// the switch is harmless.
+    /// recognise, but a failover alone should not send a mail twice. Marking matches
+    /// this worker's pending claim, so a retry after a mark whose answer was lost in
+    /// the switch finds nothing left to change.
     async fn record_sent(&self, id: uuid::Uuid) {
         let deadline = Instant::now() + CLAIM_MARGIN / 2;
+        let mut retried = false;
         loop {
             let result = match self.pool.get().await {
                 Ok(mut conn) => db::outbox::mark_sent(&mut conn, id, self.id).await.map_err(Some),
@@ -386,6 +387,10 @@ impl Worker {
             };
             match result {
                 Ok(true) => return,
+                Ok(false) if retried => {
+                    info!(mail.id = %id, "mail already recorded as sent (or its claim lapsed)");
+                    return;
+                }
                 Ok(false) => {
                     warn!(worker.id = %self.id, "mail claim lapsed before its outcome was recorded");
                     return;
@@ -395,6 +400,7 @@ impl Worker {
                         warn!(error = %e, "mail worker cannot record a delivery outcome");
                         return;
                     }
+                    retried = true;
                     tokio::time::sleep(RECORD_RETRY).await;
                 }
                 Err(e) => {
