@@ -398,5 +398,15 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
         );
         assert!(maintenance_url("postgres://host").is_err());
+        // A failover formation's URL: every host kept, and the primary still required.
+        let (name, admin) = maintenance_url(
+            "postgres://postgres@10.0.0.1:5432,10.0.0.2:5432/authgraph?target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(name, "authgraph");
+        assert_eq!(
+            admin,
+            "postgres://postgres@10.0.0.1:5432,10.0.0.2:5432/postgres?target_session_attrs=read-write"
+        );
     }
 }
