@@ -82,7 +82,7 @@ up)
     as_pg pg_autoctl create monitor --pgdata "$dir/monitor" --pgport "$pm" "${common[@]}" >"$dir/create.log" 2>&1
     # Fast failure detection (defaults: 5 s health checks, 20 s unhealthy, 30 s demote
     # timeout, so 20-30 s of downtime): check every second, call a node unhealthy after
-    # 3 s without a report, and give an unreachable primary 6 s to demote itself (more
+    # 3 s without a report, and give an unreachable primary 5 s to demote itself (more
     # than the keepers' network_partition_timeout below, so the old primary has stopped
     # taking writes before the secondary is promoted).
     cat >>"$dir/monitor/postgresql.conf" <<CONF
@@ -91,7 +91,7 @@ pgautofailover.health_check_timeout = 1000
 pgautofailover.health_check_max_retries = 1
 pgautofailover.health_check_retry_delay = 500
 pgautofailover.node_considered_unhealthy_timeout = 3000
-pgautofailover.primary_demote_timeout = 6000
+pgautofailover.primary_demote_timeout = 5000
 pgautofailover.startup_grace_period = 2000
 CONF
     run_keeper monitor
@@ -106,7 +106,7 @@ CONF
         echo "$port" >"$dir/node$node.port"
         as_pg pg_autoctl create postgres --pgdata "$dir/node$node" --pgport "$port" --name "node$node" \
             --monitor "$uri" --dbname authgraph "${common[@]}" >>"$dir/create.log" 2>&1
-        as_pg pg_autoctl config set --pgdata "$dir/node$node" timeout.network_partition_timeout 4 >/dev/null
+        as_pg pg_autoctl config set --pgdata "$dir/node$node" timeout.network_partition_timeout 3 >/dev/null
         as_pg pg_autoctl config set --pgdata "$dir/node$node" timeout.prepare_promotion_walreceiver 1 >/dev/null
         # Sized for a test: the machine's shared server keeps the big allowance.
         cat >>"$dir/node$node/postgresql.conf" <<CONF
