@@ -33,10 +33,16 @@ lint:
 test: db-up
     cargo test
 
-# The Node end-to-end suites alone (audit, gateways, GraphiQL in Chromium); `cargo test` runs them too.
-e2e: db-up
+# The Node end-to-end suites alone (audit, gateways, GraphiQL in Chromium); `cargo test` runs
+# them too, but installs no browser: this installs Debian's Chromium first (as root, without
+# recommended packages) when /usr/bin/chromium is missing.
+e2e: db-up chromium
     cd tests/e2e && npm ci --no-audit --no-fund
     cargo test --test api e2e
+
+# Debian's Chromium for the GraphiQL suite: `apt-get install -y --no-install-recommends chromium`.
+chromium:
+    test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium)
 
 # Everything CI runs.
 ci:
@@ -61,3 +67,8 @@ ha-down dir="/tmp/authgraph-ha":
 # another build of the binary, e.g. target/release/authgraph).
 ha-bench: db-up
     bash -o pipefail -c "cargo test --test api ha:: -- --nocapture 2>&1 | grep -E '^ha:|test result|panicked'"
+
+# `me` p99 while the retention job prunes a million ended sessions, vs with them present.
+bench-retention: db-up
+    cargo build --release --workspace
+    ./target/release/authgraph-bench --only retention

@@ -14,6 +14,7 @@ use crate::{
     config::Config,
     db::{self, users::Role},
     mail::Worker,
+    retention,
     state::AppState,
     telemetry,
 };
@@ -38,6 +39,8 @@ production). The main ones:
   HTTP_RATE_LIMIT, THROTTLE_LOGIN_ACCOUNT_ADDRESS, THROTTLE_* ...  (abuse limits)
   MAIL_POLL_INTERVAL, MAIL_MAX_ATTEMPTS, MAIL_RETRY_BASE, MAIL_RETRY_MAX,
   MAIL_BREAKER_FAILURES, MAIL_BREAKER_OPEN, MAIL_SMTP_TIMEOUT  (mail delivery)
+  RETENTION_SESSIONS, RETENTION_OUTBOX, RETENTION_EMAIL_TOKENS, RETENTION_INTERVAL,
+  RETENTION_BATCH       (deleting what has ended: 30d, 7d, 7d, every 10m, 1000 a batch)
   LOG_FORMAT            pretty | json;  RUST_LOG filters (default info)
   SHUTDOWN_TIMEOUT      30s: how long SIGTERM waits for in-flight requests
 See README.md for every variable and its default.";
@@ -53,7 +56,9 @@ down, /readyz answers 503 until the database is ready, and GraphQL requests answ
 SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/keys.
 In production it never touches the schema: run `authgraph migrate` first.
 
-It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables).
+It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables), and
+the retention job, deleting ended sessions, finished mail and expired email tokens
+(RETENTION_* variables; one replica at a time).
 
 SIGTERM or Ctrl-C stops accepting connections, lets in-flight requests finish for at
 most SHUTDOWN_TIMEOUT while the mail worker finishes its delivery in flight (or releases
@@ -73,8 +78,7 @@ Examples:
   authgraph keygen --alg EdDSA --add-to /etc/authgraph/keys.pem";
 
 const USER_HELP: &str = "\
-Reads DATABASE_URL, DATABASE_POOL_SIZE and DATABASE_TIMEOUT, and loads the signing keys
-and MFA_ENCRYPTION_KEY like `serve` (or DATA_DIR in development).";
+Reads DATABASE_URL and DATABASE_TIMEOUT; needs no signing key or MFA_ENCRYPTION_KEY.";
 
 /// authgraph: a self-hosted authentication service with a GraphQL API.
 ///
@@ -167,8 +171,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::SetRole { email, role },
         } => {
-            let config = Config::from_env()?;
-            let state = AppState::new(config)?;
+            let state = operator_state(Config::from_env()?, "to set the role").await?;
             let role = match role {
                 RoleArg::User => Role::User,
                 RoleArg::Admin => Role::Admin,
@@ -188,7 +191,7 @@ pub async fn run() -> anyhow::Result<()> {
             let config = Config::from_env()?;
             // The reset is an operator action worth a log line of its own.
             telemetry::init(config.log_format);
-            let state = AppState::new(config)?;
+            let state = operator_state(config, "to reset MFA").await?;
             let removed = state
                 .auth
                 .reset_mfa(&email)
@@ -199,6 +202,16 @@ pub async fn run() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The state an operator command needs: the database, checked first so a failure names
+/// the server and the cause ("connection refused") rather than the API's "temporarily
+/// unavailable"; and throwaway keys, since these commands sign and decrypt nothing, so
+/// they neither demand `JWT_KEYS`/`MFA_ENCRYPTION_KEY` nor write development keys.
+async fn operator_state(config: Config, purpose: &str) -> anyhow::Result<AppState> {
+    db::connect(config.database_url.expose_secret(), purpose).await?;
+    let (key, _) = SigningKey::generate(KeyAlgorithm::Es256)?;
+    AppState::with_keys(config, vec![key])
 }
 
 async fn prepare_database(config: &Config) -> anyhow::Result<()> {
@@ -213,6 +226,7 @@ async fn prepare_database(config: &Config) -> anyhow::Result<()> {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    config.require_signing_keys()?;
     telemetry::init(config.log_format);
     crate::metrics::install();
     let shutdown_timeout = config.shutdown_timeout;
@@ -228,6 +242,8 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
+    let retention =
+        retention::Job::new(state.config.database_url.clone(), state.config.retention.clone()).spawn();
     tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();
@@ -246,7 +262,7 @@ async fn serve() -> anyhow::Result<()> {
         let stop = stop.clone();
         async move {
             stop.cancelled().await;
-            mail_worker.shutdown(mail_grace).await;
+            tokio::join!(mail_worker.shutdown(mail_grace), retention.shutdown());
         }
     });
     let server = axum::serve(

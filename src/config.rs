@@ -95,6 +95,39 @@ pub struct MailConfig {
     pub smtp_timeout: Duration,
 }
 
+/// Deleting rows nothing needs any more: how long each kind is kept after it ended, and
+/// how often (and in what batches) the retention job runs.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// `RETENTION_SESSIONS`: how long an ended (revoked or expired) session and its
+    /// refresh tokens are kept: a rotated token presented again within it is still
+    /// recognised as reuse, and audits can still see the session.
+    pub sessions: Duration,
+    /// `RETENTION_OUTBOX`: how long a sent or dead mail's row is kept (its bodies are
+    /// dropped at once; the row is for following up deliveries).
+    pub outbox: Duration,
+    /// `RETENTION_EMAIL_TOKENS`: how long an expired email token is kept (a used one is
+    /// deleted when used).
+    pub email_tokens: Duration,
+    /// `RETENTION_INTERVAL`: time between two pruning passes (one replica prunes at a time).
+    pub interval: Duration,
+    /// `RETENTION_BATCH`: most rows one delete statement touches.
+    pub batch: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            sessions: Duration::from_secs(30 * DAY),
+            outbox: Duration::from_secs(7 * DAY),
+            email_tokens: Duration::from_secs(7 * DAY),
+            interval: Duration::from_secs(600),
+            batch: 1000,
+        }
+    }
+}
+
 /// The whole configuration of one authgraph process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -116,6 +149,8 @@ pub struct Config {
     pub email_from: String,
     /// `MAIL_*`: outbox delivery.
     pub mail: MailConfig,
+    /// `RETENTION_*`: pruning of ended sessions, finished mail and expired tokens.
+    pub retention: RetentionConfig,
     /// `JWT_ISSUER`.
     pub jwt_issuer: String,
     /// `JWT_AUDIENCE`.
@@ -197,10 +232,9 @@ impl Config {
         let dev = app_env == AppEnv::Development;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
 
+        // Required in production by `serve` only (`require_signing_keys`): `migrate`
+        // and `user set-role` sign nothing.
         let jwt_keys = get("JWT_KEYS").map(SecretString::from);
-        if !dev && jwt_keys.is_none() {
-            bail!("JWT_KEYS must be set when APP_ENV=production (generate one with `authgraph keygen`)");
-        }
 
         let log_format = match get("LOG_FORMAT").as_deref() {
             None if dev => LogFormat::Pretty,
@@ -257,14 +291,14 @@ impl Config {
 
         let config = Self {
             app_env,
-            database_url: SecretString::from(
+            database_url: database_url(
                 get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/authgraph".into()),
-            ),
+            )?,
             database_pool_size: parse(&get, "DATABASE_POOL_SIZE", 10)?,
             // Below 2 s, so a request needing a database that is down answers
             // SERVICE_UNAVAILABLE within 2 s, checkout and all.
             database_timeout: duration(&get, "DATABASE_TIMEOUT", "1s")?,
-            listen_addr: parse(&get, "LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+            listen_addr: listen_addr(get("LISTEN_ADDR"))?,
             public_url: public_url.trim_end_matches('/').to_owned(),
             smtp_url: SecretString::from(get("SMTP_URL").unwrap_or_else(|| "smtp://127.0.0.1:1025".into())),
             email_from: get("EMAIL_FROM").unwrap_or_else(|| "authgraph <no-reply@localhost>".into()),
@@ -276,6 +310,13 @@ impl Config {
                 breaker_failures: parse(&get, "MAIL_BREAKER_FAILURES", 3)?,
                 breaker_open: duration(&get, "MAIL_BREAKER_OPEN", "60s")?,
                 smtp_timeout: duration(&get, "MAIL_SMTP_TIMEOUT", "30s")?,
+            },
+            retention: RetentionConfig {
+                sessions: duration(&get, "RETENTION_SESSIONS", "30d")?,
+                outbox: duration(&get, "RETENTION_OUTBOX", "7d")?,
+                email_tokens: duration(&get, "RETENTION_EMAIL_TOKENS", "7d")?,
+                interval: duration(&get, "RETENTION_INTERVAL", "10m")?,
+                batch: parse(&get, "RETENTION_BATCH", 1000)?,
             },
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "authgraph".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "authgraph".into()),
@@ -310,7 +351,7 @@ impl Config {
                 introspection: parse(&get, "GRAPHQL_INTROSPECTION", dev)?,
                 suggestions: dev,
             },
-            mfa: MfaConfig::from_lookup(&get, !dev)?,
+            mfa: MfaConfig::from_lookup(&get)?,
         };
         config.check()?;
         Ok(config)
@@ -326,6 +367,7 @@ impl Config {
             ("GRAPHQL_MAX_FIELDS", self.graphql.max_fields),
             ("MAIL_MAX_ATTEMPTS", self.mail.max_attempts as usize),
             ("MAIL_BREAKER_FAILURES", self.mail.breaker_failures as usize),
+            ("RETENTION_BATCH", self.retention.batch),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             bail!("{name} must be greater than zero");
@@ -341,6 +383,7 @@ impl Config {
             ("MAIL_RETRY_BASE", self.mail.retry_base),
             ("MAIL_BREAKER_OPEN", self.mail.breaker_open),
             ("MAIL_SMTP_TIMEOUT", self.mail.smtp_timeout),
+            ("RETENTION_INTERVAL", self.retention.interval),
         ] {
             if ttl.is_zero() {
                 bail!("{name} must be longer than zero");
@@ -365,6 +408,141 @@ impl Config {
     pub fn is_development(&self) -> bool {
         self.app_env == AppEnv::Development
     }
+
+    /// Fails in production without `JWT_KEYS`: what `serve` needs before it signs
+    /// anything (development generates a key instead).
+    pub fn require_signing_keys(&self) -> anyhow::Result<()> {
+        if !self.is_development() && self.jwt_keys.is_none() {
+            bail!("JWT_KEYS must be set when APP_ENV=production (generate one with `authgraph keygen`)");
+        }
+        if !self.is_development() && self.mfa.encryption_key.is_none() {
+            bail!(
+                "MFA_ENCRYPTION_KEY must be set when APP_ENV=production (32 random bytes in base64: `openssl rand -base64 32`)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Where `DATABASE_URL` points, read the way the connection reads it (tokio-postgres),
+/// for messages that name the server and for creating the database in development.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseTarget {
+    /// Every `host:port` (or socket directory) in the URL, in order, comma-separated.
+    pub servers: String,
+    /// The database name (percent-decoded).
+    pub dbname: String,
+}
+
+impl DatabaseTarget {
+    /// Reads a `postgres://` or `postgresql://` URL naming at least one host and a
+    /// database. Multi-host URLs (`postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write`)
+    /// are well-formed. Errors name `DATABASE_URL` and never echo it (it may carry a
+    /// password).
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        const EXAMPLE: &str = "postgres://user:password@host:5432/dbname";
+        let url = url.trim();
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("postgres" | "postgresql") => {}
+            // A scheme holds no secret: naming it tells a `mysql://` from a typo.
+            Some(other)
+                if !other.is_empty()
+                    && other.len() <= 20
+                    && other
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
+                bail!("DATABASE_URL must be a PostgreSQL URL like {EXAMPLE}, not a `{other}://` URL")
+            }
+            _ => bail!("DATABASE_URL must be a PostgreSQL URL like {EXAMPLE}"),
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL ({e}); expected {EXAMPLE}")
+        })?;
+        let hosts = config.get_hosts();
+        if hosts.is_empty() {
+            bail!("DATABASE_URL names no host; expected {EXAMPLE}");
+        }
+        let ports = config.get_ports();
+        if ports.len() > 1 && ports.len() != hosts.len() {
+            bail!(
+                "DATABASE_URL lists {} ports for {} hosts: give one port per host, or one for all",
+                ports.len(),
+                hosts.len()
+            );
+        }
+        let servers = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                match host {
+                    tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                        format!("[{name}]:{port}")
+                    }
+                    tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                    #[cfg(unix)]
+                    tokio_postgres::config::Host::Unix(dir) => format!("{}/.s.PGSQL.{port}", dir.display()),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // In the path, where the development start-up finds it to create the database
+        // (and where every example puts it); without one the server would pick a
+        // database named after the user.
+        let (base, _) = url.split_once('?').unwrap_or((url, ""));
+        let in_path = base
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split_once('/'))
+            .is_some_and(|(_, path)| !path.is_empty());
+        let dbname = config.get_dbname().filter(|name| in_path && !name.is_empty());
+        let Some(dbname) = dbname else {
+            bail!(
+                "DATABASE_URL names no database: put its name after the host, as in postgres://postgres@127.0.0.1:5432/authgraph"
+            );
+        };
+        Ok(Self {
+            servers,
+            dbname: dbname.to_owned(),
+        })
+    }
+}
+
+fn database_url(raw: String) -> anyhow::Result<SecretString> {
+    DatabaseTarget::parse(&raw)?;
+    Ok(SecretString::from(raw.trim().to_owned()))
+}
+
+/// `LISTEN_ADDR` as `IP:port` or `host:port`; a host name is resolved once, preferring
+/// its IPv4 address (so `localhost:8080` listens where browsers look first).
+fn listen_addr(raw: Option<String>) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let Some(raw) = raw else {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    };
+    let raw = raw.trim();
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint =
+        "give IP:port or host:port, such as 127.0.0.1:8080, 0.0.0.0:8080 (every interface) or localhost:8080";
+    if raw
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        bail!("LISTEN_ADDR `{raw}` has no valid port: {hint}");
+    }
+    let addrs: Vec<SocketAddr> = raw
+        .to_socket_addrs()
+        .map_err(|e| anyhow::anyhow!("LISTEN_ADDR `{raw}`: the host name does not resolve ({e}): {hint}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("LISTEN_ADDR `{raw}`: the host name has no address: {hint}"))
 }
 
 fn parse<T: FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> anyhow::Result<T> {
@@ -434,6 +612,11 @@ mod tests {
         assert_eq!(c.mail.max_attempts, 10);
         assert_eq!(c.mail.breaker_failures, 3);
         assert_eq!(c.mail.breaker_open, Duration::from_secs(60));
+        assert_eq!(c.retention.sessions, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.retention.outbox, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retention.email_tokens, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.retention.interval, Duration::from_secs(600));
+        assert_eq!(c.retention.batch, 1000);
     }
 
     #[test]
@@ -453,9 +636,99 @@ mod tests {
     }
 
     #[test]
-    fn production_refuses_to_start_without_keys() {
-        let err = config(&[("APP_ENV", "production")]).unwrap_err();
+    fn production_serves_only_with_keys_but_operator_commands_need_none() {
+        let c = config(&[("APP_ENV", "production")]).expect("migrate and user set-role sign nothing");
+        let err = c.require_signing_keys().unwrap_err();
         assert!(err.to_string().contains("JWT_KEYS"), "{err}");
+        let c = config(&[("APP_ENV", "production"), ("JWT_KEYS", "/etc/keys.pem")]).unwrap();
+        let err = c.require_signing_keys().unwrap_err();
+        assert!(err.to_string().contains("MFA_ENCRYPTION_KEY"), "{err}");
+        let c = config(&[
+            ("APP_ENV", "production"),
+            ("JWT_KEYS", "/etc/keys.pem"),
+            (
+                "MFA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+        ])
+        .unwrap();
+        assert!(c.require_signing_keys().is_ok());
+        assert!(
+            config(&[]).unwrap().require_signing_keys().is_ok(),
+            "development generates one"
+        );
+    }
+
+    #[test]
+    fn a_malformed_database_url_names_the_variable_and_never_echoes_it() {
+        for (url, says) in [
+            ("nonsense", "PostgreSQL URL"),
+            ("mysql://root:hunter2@127.0.0.1:3306/authgraph", "`mysql://`"),
+            ("postgres://postgres:hunter2@127.0.0.1:5432", "names no database"),
+            ("postgres://postgres:hunter2@127.0.0.1:5432/", "names no database"),
+            (
+                "postgres://postgres:hunter2@127.0.0.1:5432?dbname=x",
+                "names no database",
+            ),
+            (
+                "postgres://postgres:hunter2@127.0.0.1:notaport/authgraph",
+                "not a valid",
+            ),
+            (
+                "host=127.0.0.1 password=hunter2 dbname=authgraph",
+                "PostgreSQL URL",
+            ),
+        ] {
+            let err = match config(&[("DATABASE_URL", url)]) {
+                Ok(_) => panic!("{url} was accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains("DATABASE_URL") && err.contains(says), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn multi_host_database_urls_are_well_formed() {
+        let url = "postgres://u:pw@h1:5432,h2:5433/db?target_session_attrs=read-write";
+        let c = config(&[("DATABASE_URL", url)]).unwrap();
+        assert_eq!(
+            c.database_url.expose_secret(),
+            url,
+            "handed to the connection unchanged"
+        );
+        let target = DatabaseTarget::parse(url).unwrap();
+        assert_eq!(target.servers, "h1:5432, h2:5433");
+        assert_eq!(target.dbname, "db");
+        let target = DatabaseTarget::parse("postgresql://u@h1,h2:6432/my%20db").unwrap();
+        assert_eq!(target.servers, "h1:5432, h2:6432");
+        assert_eq!(target.dbname, "my db");
+        assert_eq!(
+            DatabaseTarget::parse("postgres://postgres@127.0.0.1/authgraph")
+                .unwrap()
+                .servers,
+            "127.0.0.1:5432"
+        );
+    }
+
+    #[test]
+    fn listen_addr_takes_host_names_or_says_what_it_needs() {
+        let c = config(&[("LISTEN_ADDR", "localhost:8080")]).unwrap();
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            config(&[("LISTEN_ADDR", "[::1]:9000")])
+                .unwrap()
+                .listen_addr
+                .to_string(),
+            "[::1]:9000"
+        );
+        for bad in ["8080", "localhost", ":8080", "localhost:http"] {
+            let err = config(&[("LISTEN_ADDR", bad)]).unwrap_err().to_string();
+            assert!(
+                err.contains("LISTEN_ADDR") && err.contains("127.0.0.1:8080"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
@@ -506,6 +779,9 @@ mod tests {
             ("MAIL_RETRY_BASE", "soon"),
             ("MAIL_POLL_INTERVAL", "0"),
             ("MAIL_SMTP_TIMEOUT", "-5"),
+            ("RETENTION_SESSIONS", "a month"),
+            ("RETENTION_INTERVAL", "0"),
+            ("RETENTION_BATCH", "0"),
             ("GRAPHIQL_CDN_URL", "unpkg.com"),
             ("GRAPHIQL_CDN_URL", "//cdn.example.com"),
             ("GRAPHIQL_CDN_URL", "https://cdn.example.com/\"><script>"),

@@ -7,6 +7,7 @@ pub mod factors;
 pub mod mfa_challenges;
 pub mod outbox;
 pub mod refresh_tokens;
+pub mod retention;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;
@@ -24,6 +25,8 @@ use diesel_async::{
     },
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseTarget;
 
 /// Migrations compiled into the binary, so a deployment needs no migration files or CLI.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -102,6 +105,18 @@ impl ::bb8::ErrorSink<PoolError> for ConnectErrors {
     }
 }
 
+/// A pool checkout failure as a person reads it. bb8 says "Timed out in bb8", naming
+/// itself and not the cause: a timeout means no connection could be opened or freed
+/// within `DATABASE_TIMEOUT`.
+pub fn pool_error_message(err: &bb8::RunError) -> String {
+    match err {
+        ::bb8::RunError::TimedOut => "no database connection within DATABASE_TIMEOUT: PostgreSQL is down or \
+                                    unreachable at DATABASE_URL, or every pooled connection is busy"
+            .to_owned(),
+        ::bb8::RunError::User(e) => format!("database connection failed: {e}"),
+    }
+}
+
 /// The pool's counters, for `/metrics`.
 pub fn pool_sample(pool: &DbPool) -> crate::metrics::PoolSample {
     let state = pool.state();
@@ -128,21 +143,68 @@ pub async fn ping(pool: &DbPool) -> bool {
     diesel::sql_query("select 1").execute(&mut conn).await.is_ok()
 }
 
-/// Splits a connection URL into the database name and the URL of the `postgres`
-/// maintenance database on the same server.
+/// The database name and the URL of the `postgres` maintenance database on the same
+/// servers (every host of a multi-host URL, options kept).
 fn maintenance_url(url: &str) -> anyhow::Result<(String, String)> {
+    let target = DatabaseTarget::parse(url)?;
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let slash = base
         .rfind('/')
         .filter(|i| *i > "postgres://".len() - 1)
-        .context("DATABASE_URL has no database name")?;
-    let name = base[slash + 1..].to_owned();
-    anyhow::ensure!(!name.is_empty(), "DATABASE_URL has no database name");
+        .context("DATABASE_URL names no database")?;
     let mut admin = format!("{}/postgres", &base[..slash]);
     if !query.is_empty() {
         admin = format!("{admin}?{query}");
     }
-    Ok((name, admin))
+    Ok((target.dbname, admin))
+}
+
+/// How long a command-line connection attempt may take before it is reported as such.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a failed connection says: the servers `DATABASE_URL` names and the cause (as
+/// "connection refused"), never the URL itself (it may carry a password).
+fn connect_error(url: &str, purpose: &str, cause: impl std::fmt::Display) -> anyhow::Error {
+    let servers = DatabaseTarget::parse(url).map_or_else(|_| "DATABASE_URL".to_owned(), |t| t.servers);
+    let cause = cause.to_string();
+    // tokio-postgres writes "Connection refused (os error 111)": say it as a person would.
+    let cause = cause.replace("Connection refused", "connection refused");
+    anyhow::anyhow!("cannot connect to PostgreSQL at {servers} (DATABASE_URL) {purpose}: {cause}")
+}
+
+/// Opens one connection (for the commands and start-up work that run outside the pool),
+/// bounded in time, with an error naming the server and the cause.
+pub async fn connect(url: &str, purpose: &str) -> anyhow::Result<AsyncPgConnection> {
+    // Through tokio-postgres itself (as diesel-async's `establish` does, with the URL
+    // unchanged), because its error keeps the cause ("connection refused") that
+    // diesel's connection error drops.
+    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Err(connect_error(url, purpose, error_chain(&e))),
+        Err(_) => {
+            return Err(connect_error(
+                url,
+                purpose,
+                format_args!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            ));
+        }
+    };
+    AsyncPgConnection::try_from_client_and_connection(client, connection)
+        .await
+        .map_err(|e| connect_error(url, purpose, e))
+}
+
+/// An error and its sources, `: `-separated, as `{:#}` prints an anyhow chain.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Creates the database named by `url` when it does not exist yet (development).
@@ -151,9 +213,11 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
     use diesel::sql_types::{Bool, Text};
 
     let (name, admin_url) = maintenance_url(url)?;
-    let mut conn = AsyncPgConnection::establish(&admin_url)
-        .await
-        .context("connecting to the `postgres` database to create the service's database")?;
+    let mut conn = connect(
+        &admin_url,
+        &format!("(its `postgres` database, to create the database `{name}`)"),
+    )
+    .await?;
     let exists: bool = diesel::select(
         sql::<Bool>("exists (select 1 from pg_database where datname = ")
             .bind::<Text, _>(&name)
@@ -183,11 +247,11 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<bool> {
 
 /// Applies every pending embedded migration.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
-    let url = url.to_owned();
+    // Connected here, bounded and with a message naming the server; the blocking
+    // migration harness then borrows the connection.
+    let conn = connect(url, "to run migrations").await?;
     tokio::task::spawn_blocking(move || {
-        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> =
-            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-                .context("connecting to run migrations")?;
+        let mut conn: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
@@ -398,15 +462,12 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
         );
         assert!(maintenance_url("postgres://host").is_err());
-        // A failover formation's URL: every host kept, and the primary still required.
-        let (name, admin) = maintenance_url(
-            "postgres://postgres@10.0.0.1:5432,10.0.0.2:5432/authgraph?target_session_attrs=read-write",
-        )
-        .unwrap();
-        assert_eq!(name, "authgraph");
+        let (name, admin) =
+            maintenance_url("postgres://u@h1:5432,h2:5433/app?target_session_attrs=read-write").unwrap();
+        assert_eq!(name, "app");
         assert_eq!(
             admin,
-            "postgres://postgres@10.0.0.1:5432,10.0.0.2:5432/postgres?target_session_attrs=read-write"
+            "postgres://u@h1:5432,h2:5433/postgres?target_session_attrs=read-write"
         );
     }
 }

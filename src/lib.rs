@@ -8,6 +8,8 @@
 //!   fails with one `AuthError`);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
 //!   through a circuit breaker);
+//! - retention: [`retention`] (the job deleting ended sessions, finished mail and expired
+//!   tokens), beside mail: a background task over storage that `serve` runs;
 //! - storage: [`db`] (pool, migrations, queries per table; `db/schema.rs` is generated).
 //!
 //! [`config`] (every environment variable, parsed once), [`telemetry`] and [`metrics`] sit
@@ -27,6 +29,7 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod request;
+pub mod retention;
 pub mod state;
 pub mod telemetry;
 

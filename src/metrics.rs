@@ -78,6 +78,13 @@ pub const MAIL_DELIVERIES_TOTAL: &str = "authgraph_mail_deliveries_total";
 /// 0 on the others. Gauge.
 pub const MAIL_BREAKER_STATE: &str = "authgraph_mail_breaker_state";
 
+/// Rows deleted by the retention job, by `table` (`sessions`, `refresh_tokens`,
+/// `outbox`, `email_tokens`). Counter.
+pub const RETENTION_PRUNED_ROWS_TOTAL: &str = "authgraph_retention_pruned_rows_total";
+/// Retention passes by `outcome`: `done`, `skipped` (another replica holds the lock),
+/// `failed`. Counter.
+pub const RETENTION_RUNS_TOTAL: &str = "authgraph_retention_runs_total";
+
 /// Most distinct GraphQL operation names kept as label values; later ones count as `other`.
 const MAX_OPERATION_NAMES: usize = 200;
 /// Longest operation name kept as a label value.
@@ -197,6 +204,11 @@ fn describe() {
         MAIL_BREAKER_STATE,
         "SMTP circuit breaker state (1 on the current state)"
     );
+    describe_counter!(
+        RETENTION_PRUNED_ROWS_TOTAL,
+        "Rows deleted by the retention job, by table"
+    );
+    describe_counter!(RETENTION_RUNS_TOTAL, "Retention passes by outcome");
 }
 
 /// Records one HTTP request.
@@ -319,6 +331,16 @@ pub fn mail_outbox(depth: u64, oldest_age: Duration) {
 /// Records one mail delivery outcome (`sent`, `failed`, `dead`).
 pub fn mail_delivery(outcome: &'static str) {
     counter!(MAIL_DELIVERIES_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Records rows the retention job deleted from `table`.
+pub fn retention_pruned(table: &'static str, rows: u64) {
+    counter!(RETENTION_PRUNED_ROWS_TOTAL, "table" => table).increment(rows);
+}
+
+/// Records one retention pass (`done`, `skipped`, `failed`).
+pub fn retention_run(outcome: &'static str) {
+    counter!(RETENTION_RUNS_TOTAL, "outcome" => outcome).increment(1);
 }
 
 /// Publishes the SMTP breaker's state: `closed`, `open` or `half_open`.

@@ -7,7 +7,7 @@
 //! request), then the event's own fields. Flat keys, so `jq 'select(.["user.id"]==...)'`
 //! and log indexers need no knowledge of span nesting.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use serde_json::{Map, Value};
 use tracing::{
@@ -62,10 +62,19 @@ pub fn init(format: LogFormat) {
         .with(filter());
     let result = match format {
         LogFormat::Json => registry.with(JsonLines::new(std::io::stdout)).try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().compact().with_ansi(colour(&std::io::stdout())))
+            .try_init(),
     };
     // Already installed (a second init in one process) is fine.
     let _ = result;
+}
+
+/// Colour codes only for a person at a terminal: a file or a pipe (a log collector,
+/// `| less`, `> log.txt`) would get them as raw escape sequences. `NO_COLOR` turns
+/// them off everywhere (<https://no-color.org>).
+fn colour(stdout: &impl IsTerminal) -> bool {
+    stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Installs a subscriber that prints through the test harness, once per process.

@@ -6,6 +6,7 @@
 
 mod ceiling;
 mod load;
+mod retention;
 
 use std::{
     path::{Path, PathBuf},
@@ -213,6 +214,18 @@ async fn run(options: Options) -> anyhow::Result<()> {
     );
 
     let d = options.duration;
+    if options.only.as_deref() == Some("retention") {
+        retention::scenario(
+            &svc,
+            &db_url,
+            tokens.clone(),
+            options.scale_users,
+            options.paced_rate,
+            d,
+        )
+        .await?;
+        return Ok(());
+    }
     if let Some(only) = options.only.as_deref() {
         println!("service pid {}", service.0.id());
         let op = match only {
@@ -222,7 +235,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 Op::Refresh(Arc::new(chains.into_iter().map(|p| p.1).collect()))
             }
             "ceiling-me" => Op::CeilingMe(tokens.clone()),
-            other => bail!("--only takes me, refresh or ceiling-me, not {other}"),
+            other => bail!("--only takes me, refresh, ceiling-me or retention, not {other}"),
         };
         let target = if only == "ceiling-me" { &ceil } else { &svc };
         let stats = load::closed_loop(target, op, 64, d).await?;

@@ -372,7 +372,8 @@ impl JwtKeys {
     /// Verifies an access token: known `kid`, that key's algorithm, `typ`, signature,
     /// `iss`, `aud`, `exp` (with a small leeway).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenProblem> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Malformed)?;
+        // The header was `Bearer <token>`: what fails here is the token, not the header.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Invalid)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
         });

@@ -95,6 +95,9 @@ impl Extension for PerRequest {
         let response = next.run(ctx).instrument(span.clone()).await;
         let elapsed = started.elapsed();
         let op = self.snapshot();
+        // `execute` put a selected operation's name on the span already: recording it
+        // again printed it twice on pretty lines (the fmt layer appends each record).
+        let named_by_execute = matches!(op.name, Some(Some(_)));
         // A document that did not parse has no name; one that failed validation has
         // the name of its only operation, if it has one.
         let name = match (op.name, op.declared.as_slice()) {
@@ -113,7 +116,9 @@ impl Extension for PerRequest {
             [(_, kind)] => kind,
             _ => "unknown",
         });
-        span.record("operation.name", name.as_str());
+        if !named_by_execute {
+            span.record("operation.name", name.as_str());
+        }
         let codes = error_codes(&response);
         crate::metrics::graphql_operation(&label, kind, codes.first().map(|c| c.as_str()), elapsed);
         // The name is on the span, so the line carries it once.

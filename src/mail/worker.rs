@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -18,7 +18,7 @@ use lettre::{
 use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use uuid::Uuid;
 
 use super::breaker::{Admission, BreakerState, CircuitBreaker};
@@ -84,6 +84,13 @@ pub struct Worker {
     counters: Arc<Counters>,
     /// Cancelled when shutdown gives up waiting for a delivery in flight.
     abandon: CancellationToken,
+    /// A delivery failed and none has succeeded since: later failures of the same
+    /// outage are logged at debug, so an SMTP server that is down for hours logs one
+    /// failure and one breaker opening, not one line per attempt.
+    failing: AtomicBool,
+    /// This worker may hold a claim whose outcome it could not record (or that
+    /// shutdown abandoned): the only case where stopping has something to release.
+    holding: AtomicBool,
 }
 
 /// A running worker: stop it with [`shutdown`](WorkerHandle::shutdown).
@@ -159,6 +166,8 @@ impl Worker {
             counters: Arc::default(),
             abandon: CancellationToken::new(),
             config: mail,
+            failing: AtomicBool::new(false),
+            holding: AtomicBool::new(false),
         })
     }
 
@@ -228,9 +237,9 @@ impl Worker {
             Ok(mut conn) => {
                 db::outbox::claim_next(&mut conn, self.id, self.config.smtp_timeout + CLAIM_MARGIN)
                     .await
-                    .map_err(anyhow::Error::from)
+                    .map_err(|e| e.to_string())
             }
-            Err(e) => Err(anyhow::Error::from(e)),
+            Err(e) => Err(db::pool_error_message(&e)),
         };
         let mail = match claimed {
             Ok(Some(mail)) => mail,
@@ -259,6 +268,7 @@ impl Worker {
         if probe {
             Counters::bump(&self.counters.probes);
         }
+        self.holding.store(true, Ordering::Relaxed);
         self.deliver(mail).await;
         Step::Worked
     }
@@ -299,6 +309,7 @@ impl Worker {
             if self.breaker.succeeded() {
                 info!("SMTP circuit breaker closed: the server answers again");
             }
+            self.failing.store(false, Ordering::Relaxed);
             Counters::bump(&self.counters.sent);
             crate::metrics::mail_delivery("sent");
             info!(mail.id = %mail.id, mail.kind = %mail.kind, attempt = mail.attempts + 1, "mail sent");
@@ -307,10 +318,12 @@ impl Worker {
         };
         if self.breaker.failed(Instant::now()) {
             warn!(
+                error = %failure,
                 open_for_ms = u64::try_from(self.config.breaker_open.as_millis()).unwrap_or(u64::MAX),
                 "SMTP circuit breaker open: delivery paused, one probe per open period"
             );
         }
+        let first_failure = !self.failing.swap(true, Ordering::Relaxed);
         Counters::bump(&self.counters.failed);
         crate::metrics::mail_delivery("failed");
         let attempts = u32::try_from(mail.attempts).unwrap_or(0).saturating_add(1);
@@ -328,11 +341,18 @@ impl Worker {
                 self.config.retry_max,
                 random_unit(),
             );
-            warn!(
-                mail.id = %mail.id, mail.kind = %mail.kind, attempts, error = %failure,
-                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                "mail delivery failed; will retry"
-            );
+            let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            if first_failure {
+                warn!(
+                    mail.id = %mail.id, mail.kind = %mail.kind, attempts, error = %failure, retry_in_ms,
+                    "mail delivery failed; will retry"
+                );
+            } else {
+                debug!(
+                    mail.id = %mail.id, mail.kind = %mail.kind, attempts, error = %failure, retry_in_ms,
+                    "mail delivery failed; will retry"
+                );
+            }
             self.record(db::outbox::reschedule(
                 &mut conn, mail.id, self.id, delay, &failure,
             ))
@@ -353,11 +373,15 @@ impl Worker {
             .context("building the message")
     }
 
+    /// A connection to record the outcome of a delivery that was attempted.
     async fn conn(&self) -> Option<db::DbConn<'_>> {
         match self.pool.get().await {
             Ok(conn) => Some(conn),
             Err(e) => {
-                warn!(error = %e, "mail worker cannot record a delivery outcome");
+                warn!(
+                    error = db::pool_error_message(&e),
+                    "mail worker cannot record a delivery outcome; the mail is retried once its claim lapses"
+                );
                 None
             }
         }
@@ -365,9 +389,15 @@ impl Worker {
 
     async fn record(&self, write: impl Future<Output = diesel::QueryResult<bool>>) {
         match write.await {
-            Ok(true) => {}
-            Ok(false) => warn!(worker.id = %self.id, "mail claim lapsed before its outcome was recorded"),
-            Err(e) => warn!(error = %e, "mail worker cannot record a delivery outcome"),
+            Ok(true) => self.holding.store(false, Ordering::Relaxed),
+            Ok(false) => {
+                self.holding.store(false, Ordering::Relaxed);
+                warn!(worker.id = %self.id, "mail claim lapsed before its outcome was recorded");
+            }
+            Err(e) => warn!(
+                error = %e,
+                "mail worker cannot record a delivery outcome; the mail is retried once its claim lapses"
+            ),
         }
     }
 
@@ -411,12 +441,25 @@ impl Worker {
         }
     }
 
+    /// Hands back a claim this worker may still hold; with none (the usual case) there is
+    /// nothing to do, and nothing to say when the database is down.
     async fn release(&self) {
-        let Some(mut conn) = self.conn().await else { return };
-        match db::outbox::release_claims(&mut conn, self.id).await {
+        if !self.holding.load(Ordering::Relaxed) {
+            return;
+        }
+        let released = match self.pool.get().await {
+            Ok(mut conn) => db::outbox::release_claims(&mut conn, self.id)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(db::pool_error_message(&e)),
+        };
+        match released {
             Ok(0) => {}
             Ok(n) => info!(count = n, "mail worker released its claimed mail"),
-            Err(e) => warn!(error = %e, "mail worker could not release its claims; they lapse on their own"),
+            Err(e) => warn!(
+                error = e,
+                "mail worker could not release its claimed mail; the claim lapses on its own"
+            ),
         }
     }
 }
