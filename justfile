@@ -54,6 +54,20 @@ bench: db-up
     cargo build --release --workspace
     ./target/release/authgraph-bench
 
+# A pg_auto_failover formation (monitor 5440, nodes 5441 and 5442) under /tmp/authgraph-ha,
+# as the `postgres` user; prints the two-host DATABASE_URL. `just ha-down` removes it.
+ha dir="/tmp/authgraph-ha":
+    bash scripts/ha.sh up {{dir}} 5440 5441 5442
+
+ha-down dir="/tmp/authgraph-ha":
+    bash scripts/ha.sh down {{dir}}
+
+# Switchover and SIGKILL failover under load: seconds of SERVICE_UNAVAILABLE, requests
+# failed, acknowledged writes missing, refresh chains broken (AUTHGRAPH_BIN=path runs
+# another build of the binary, e.g. target/release/authgraph).
+ha-bench: db-up
+    bash -o pipefail -c "cargo test --test api ha:: -- --nocapture 2>&1 | grep -E '^ha:|test result|panicked'"
+
 # `me` p99 while the retention job prunes a million ended sessions, vs with them present.
 bench-retention: db-up
     cargo build --release --workspace

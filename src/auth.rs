@@ -252,13 +252,41 @@ impl Auth {
         // Hash before taking a connection: a connection is never held across argon2.
         let password_hash = self.passwords.hash(password).await?;
 
+        // A connection lost before COMMIT (a failover) leaves nothing behind, so the
+        // transaction runs once more on a fresh connection; after COMMIT was sent the
+        // account may exist, and a second try would answer EMAIL_TAKEN, so it does not.
+        let mut retried = false;
+        let issued = loop {
+            let point = db::CommitPoint::default();
+            let result = self
+                .register_once(&point, &email, &password_hash, display_name.as_ref(), client)
+                .await;
+            match result {
+                Err(AuthError::Unavailable) if !retried && !point.reached() => retried = true,
+                other => break other?,
+            }
+        };
+        tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
+        info!(session.id = %issued.session_id, "user registered");
+        Ok(issued)
+    }
+
+    /// One try of [`Auth::register`]'s transaction.
+    async fn register_once(
+        &self,
+        point: &db::CommitPoint,
+        email: &Email,
+        password_hash: &str,
+        display_name: Option<&DisplayName>,
+        client: &ClientInfo,
+    ) -> Result<Issued, AuthError> {
         let mut conn = self.conn().await?;
-        let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| {
+        conn.transaction::<_, AuthError, _>(async |conn| {
+            let result = async {
                 let new = NewUser {
                     email: email.as_str(),
-                    password_hash: &password_hash,
-                    display_name: display_name.as_ref().map(DisplayName::as_str),
+                    password_hash,
+                    display_name: display_name.map(DisplayName::as_str),
                 };
                 let user = db::users::insert(conn, &new)
                     .await
@@ -276,11 +304,11 @@ impl Auth {
                 )
                 .await?;
                 Ok(issued)
-            })
-            .await?;
-        tracing::Span::current().record("user.id", tracing::field::display(issued.user.id));
-        info!(session.id = %issued.session_id, "user registered");
-        Ok(issued)
+            }
+            .await;
+            point.reach(result)
+        })
+        .await
     }
 
     /// Checks credentials and opens a session. Unknown email and wrong password fail

@@ -64,15 +64,20 @@ pub fn pool(url: &str, max_size: u32, timeout: Duration) -> DbPool {
     });
     // The check before use is local: a connection the database closed (a restart
     // terminates every backend) has already seen its socket close, so it is replaced
-    // without a `select 1` round trip on every checkout of a healthy one.
+    // without a `select 1` round trip on every checkout of a healthy one. Only while a
+    // write was lately refused as read-only (a failover demoted the server under an
+    // open connection) does each checkout ask the server, so connections to a standby
+    // are dropped and replaced by ones the multi-host URL points at the new primary.
     config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
         let broken = PoolableConnection::is_broken(conn);
         Box::pin(async move {
             if broken {
-                Err(diesel::result::Error::BrokenTransactionManager)
-            } else {
-                Ok(())
+                return Err(diesel::result::Error::BrokenTransactionManager);
             }
+            if read_only::suspected() && is_read_only(conn).await? {
+                return Err(diesel::result::Error::BrokenTransactionManager);
+            }
+            Ok(())
         })
     }));
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
@@ -325,21 +330,131 @@ impl<T> ResultExt<T> for diesel::QueryResult<T> {
 }
 
 /// Is the database itself unreachable (as opposed to a query being wrong)?
+///
+/// A lost connection (diesel-async reports tokio-postgres errors without an SQLSTATE,
+/// such as "connection closed", as `UnableToSendCommand`), a server shutting down or
+/// starting up, and a write refused because the server became a standby (SQLSTATE
+/// 25006) all are: the request gets `SERVICE_UNAVAILABLE`, never an internal error.
+/// The last one also makes the pool check its connections before reuse for a while
+/// (see [`pool`]).
 pub fn is_unavailable(err: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
     match err {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
+            read_only::suspect();
+            true
+        }
         Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let m = info.message();
-            m.contains("connection") || m.contains("terminating") || m.contains("shutting down")
+            m.contains("connection")
+                || m.contains("terminating")
+                || m.contains("shutting down")
+                || m.contains("database system is")
         }
         _ => false,
     }
 }
 
+/// Tells a transaction that failed before its `COMMIT` was sent (so it certainly did
+/// not commit, and running it again on a fresh connection is safe) from one whose
+/// outcome is unknown: the body calls [`CommitPoint::reach`] on its result.
+#[derive(Debug, Default)]
+pub struct CommitPoint(std::sync::atomic::AtomicBool);
+
+impl CommitPoint {
+    /// Passes the body's result through, noting whether a `COMMIT` follows.
+    pub fn reach<T, E>(&self, result: Result<T, E>) -> Result<T, E> {
+        self.0.store(result.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    /// Whether the body succeeded, so the failure (if any) came at or after `COMMIT`.
+    pub fn reached(&self) -> bool {
+        std::sync::atomic::AtomicBool::load(&self.0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Whether the server behind `conn` refuses writes (a standby, or a primary being
+/// demoted).
+async fn is_read_only(conn: &mut AsyncPgConnection) -> diesel::QueryResult<bool> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::Bool;
+    diesel::select(sql::<Bool>("current_setting('transaction_read_only')::bool"))
+        .get_result(conn)
+        .await
+}
+
+/// A process-wide window, opened by a write refused as read-only, during which the pool
+/// checks each connection before reuse.
+mod read_only {
+    use std::{
+        sync::{
+            OnceLock,
+            atomic::{AtomicU64, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+
+    /// Long enough for the pool's connections to be checked out, and so checked, once
+    /// under load; every refusal opens it again.
+    const WINDOW: Duration = Duration::from_secs(30);
+
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    /// Milliseconds since `EPOCH` until which connections are checked; 0 when never.
+    static UNTIL_MS: AtomicU64 = AtomicU64::new(0);
+
+    fn now_ms() -> u64 {
+        u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(super) fn suspect() {
+        let until = now_ms().saturating_add(u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX));
+        UNTIL_MS.fetch_max(until, Ordering::Relaxed);
+    }
+
+    pub(super) fn suspected() -> bool {
+        let until = UNTIL_MS.load(Ordering::Relaxed);
+        until != 0 && now_ms() < until
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::maintenance_url;
+    use super::{is_unavailable, maintenance_url, read_only};
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    #[test]
+    fn lost_and_read_only_connections_are_unavailability() {
+        let err = |kind, message: &str| Error::DatabaseError(kind, Box::new(message.to_owned()));
+        // What diesel-async makes of tokio-postgres's "connection closed".
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::UnableToSendCommand,
+            "connection closed"
+        )));
+        assert!(is_unavailable(&err(DatabaseErrorKind::ClosedConnection, "")));
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::Unknown,
+            "the database system is starting up"
+        )));
+        assert!(!read_only::suspected());
+        assert!(is_unavailable(&err(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            "cannot execute INSERT in a read-only transaction"
+        )));
+        assert!(
+            read_only::suspected(),
+            "a refusal makes the pool check connections"
+        );
+        assert!(!is_unavailable(&err(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key"
+        )));
+        assert!(!is_unavailable(&Error::NotFound));
+    }
 
     #[test]
     fn maintenance_url_keeps_server_and_options() {

@@ -92,7 +92,13 @@ impl Auth {
         // Unusable tokens count against the address, and only they wait for it; good ones
         // cost one read, pipelined with the session lock.
         let check = self.throttle.token_check(client);
-        let outcome = self.exchange(&presented, &check, client).await;
+        let mut outcome = self.exchange(&presented, &check, client).await;
+        if matches!(outcome, Err(AuthError::Unavailable)) {
+            // Once more on a fresh connection (a failover closed the first): safe even if
+            // the first try committed, since the retry then finds the token rotated
+            // moments ago and answers the same sealed successor within the grace window.
+            outcome = self.exchange(&presented, &check, client).await;
+        }
         check.settle(outcome).await
     }
 

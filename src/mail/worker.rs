@@ -30,6 +30,8 @@ use crate::{
 /// How long past the SMTP timeout a claim lasts: time to record the outcome. A worker
 /// that died mid-delivery has its mail picked up by another once the claim lapses.
 const CLAIM_MARGIN: Duration = Duration::from_secs(60);
+/// Pause between tries to record a delivery while the database is unreachable.
+const RECORD_RETRY: Duration = Duration::from_millis(250);
 
 /// How often the worker samples the outbox for `/metrics`.
 const OUTBOX_SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -311,12 +313,7 @@ impl Worker {
             Counters::bump(&self.counters.sent);
             crate::metrics::mail_delivery("sent");
             info!(mail.id = %mail.id, mail.kind = %mail.kind, attempt = mail.attempts + 1, "mail sent");
-            // A failure to record it means a resend after the claim lapses: the same
-            // Message-ID lets the receiving side recognise it.
-            if let Some(mut conn) = self.conn().await {
-                self.record(db::outbox::mark_sent(&mut conn, mail.id, self.id))
-                    .await;
-            }
+            self.record_sent(mail.id).await;
             return;
         };
         if self.breaker.failed(Instant::now()) {
@@ -401,6 +398,46 @@ impl Worker {
                 error = %e,
                 "mail worker cannot record a delivery outcome; the mail is retried once its claim lapses"
             ),
+        }
+    }
+
+    /// Records a delivery, retrying while the database is unreachable (a failover
+    /// takes seconds) for half the claim's margin: a record lost for good means a
+    /// resend once the claim lapses, which the same Message-ID lets the receiving side
+    /// recognise, but a failover alone should not send a mail twice. Marking matches
+    /// this worker's pending claim, so a retry after a mark whose answer was lost in
+    /// the switch finds nothing left to change.
+    async fn record_sent(&self, id: uuid::Uuid) {
+        let deadline = Instant::now() + CLAIM_MARGIN / 2;
+        let mut retried = false;
+        loop {
+            let result = match self.pool.get().await {
+                Ok(mut conn) => db::outbox::mark_sent(&mut conn, id, self.id).await.map_err(Some),
+                Err(_) => Err(None),
+            };
+            match result {
+                Ok(true) => return,
+                Ok(false) if retried => {
+                    info!(mail.id = %id, "mail already recorded as sent (or its claim lapsed)");
+                    return;
+                }
+                Ok(false) => {
+                    warn!(worker.id = %self.id, "mail claim lapsed before its outcome was recorded");
+                    return;
+                }
+                Err(e) if Instant::now() < deadline && !self.abandon.is_cancelled() => {
+                    if let Some(e) = e.filter(|e| !db::is_unavailable(e)) {
+                        warn!(error = %e, "mail worker cannot record a delivery outcome");
+                        return;
+                    }
+                    retried = true;
+                    tokio::time::sleep(RECORD_RETRY).await;
+                }
+                Err(e) => {
+                    warn!(error = ?e.map(|e| e.to_string()), "mail worker cannot record a delivery outcome");
+                    return;
+                }
+            }
         }
     }
 

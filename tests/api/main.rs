@@ -17,6 +17,7 @@ mod edge;
 mod email;
 mod federation;
 mod first_use;
+mod ha;
 mod helpers;
 mod identity;
 mod jwt;

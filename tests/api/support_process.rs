@@ -23,8 +23,14 @@ impl Service {
     /// Starts the binary with `vars` on top of a clean configuration (its own working
     /// directory, so no `.env` is read; `LISTEN_ADDR` on a free port; JSON logs).
     pub fn spawn(vars: &[(&str, &str)]) -> Self {
+        Self::spawn_bin(None, vars)
+    }
+
+    /// [`Service::spawn`] with another build of the binary (a release build, for figures).
+    pub fn spawn_bin(bin: Option<&std::path::Path>, vars: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("svc");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_authgraph"));
+        let mut command =
+            Command::new(bin.unwrap_or_else(|| std::path::Path::new(env!("CARGO_BIN_EXE_authgraph"))));
         command
             .current_dir(&dir.0)
             .env("LISTEN_ADDR", "127.0.0.1:0")
