@@ -1,5 +1,5 @@
-//! The ways a user can sign in, counted in one place: removing one must leave at least
-//! one (`FORBIDDEN` otherwise). Social sign-in adds its linked identities here.
+//! The ways a user can sign in, counted in one place: removing one (a passkey, a linked
+//! identity) must leave at least one (`FORBIDDEN` otherwise).
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
@@ -13,12 +13,14 @@ pub struct SignInMethods {
     pub password: bool,
     /// How many passkeys it has.
     pub passkeys: i64,
+    /// How many social identities are linked to it.
+    pub identities: i64,
 }
 
 impl SignInMethods {
     /// How many ways to sign in are left.
     pub fn count(&self) -> i64 {
-        i64::from(self.password) + self.passkeys
+        i64::from(self.password) + self.passkeys + self.identities
     }
 }
 
@@ -28,5 +30,6 @@ pub async fn of(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<SignIn
     Ok(SignInMethods {
         password: user.password_hash.as_deref().is_some_and(|h| !h.is_empty()),
         passkeys: db::passkeys::count(conn, user.id).await?,
+        identities: db::identities::count(conn, user.id).await?,
     })
 }

@@ -63,33 +63,6 @@ pub struct ProviderInfo {
     pub name: String,
 }
 
-/// The ways a user can sign in. Removing one is refused when it is the last.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SignInMethods {
-    /// The account has a password.
-    pub password: bool,
-    /// Linked provider identities.
-    pub identities: i64,
-    // Passkeys are the next method: count them here (one query in `sign_in_methods`),
-    // and `total` covers them for `unlinkIdentity` and `removePasskey` alike.
-}
-
-impl SignInMethods {
-    /// How many ways in there are.
-    pub fn total(&self) -> i64 {
-        i64::from(self.password) + self.identities
-    }
-}
-
-/// The sign-in methods of `user` (read in the caller's transaction, which should hold
-/// the user's row lock when it is about to remove one).
-pub async fn sign_in_methods(conn: &mut AsyncPgConnection, user: &User) -> Result<SignInMethods, AuthError> {
-    Ok(SignInMethods {
-        password: user.password_hash.is_some(),
-        identities: db::identities::count(conn, user.id).await?,
-    })
-}
-
 /// RFC 7636 4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
 fn valid_verifier(verifier: &str) -> bool {
     (43..=128).contains(&verifier.len())
@@ -434,7 +407,7 @@ impl Auth {
                 if !owned.iter().any(|i| i.id == id) {
                     return Ok(false);
                 }
-                if sign_in_methods(conn, &user).await?.total() <= 1 {
+                if super::sign_in_methods::of(conn, &user).await?.count() <= 1 {
                     info!("unlink refused: last way to sign in");
                     return Err(AuthError::Forbidden);
                 }
@@ -509,16 +482,5 @@ mod tests {
         assert!(!valid_verifier(&format!("{}+", "a".repeat(43))));
         assert!(!valid_challenge("plain-challenge"));
         assert!(!valid_challenge(&"=".repeat(43)));
-    }
-
-    #[test]
-    fn sign_in_methods_count_the_password_and_each_identity() {
-        let none = SignInMethods::default();
-        assert_eq!(none.total(), 0);
-        let both = SignInMethods {
-            password: true,
-            identities: 2,
-        };
-        assert_eq!(both.total(), 3);
     }
 }
