@@ -51,11 +51,19 @@ pub enum EventType {
     MfaFailed,
     /// Every factor was removed by an admin or an operator.
     MfaReset,
+    /// A passkey was registered.
+    PasskeyAdded,
+    /// A passkey was removed by its user.
+    PasskeyRemoved,
+    /// A social identity was linked to the account.
+    IdentityLinked,
+    /// A social identity was unlinked by its user.
+    IdentityUnlinked,
 }
 
 impl EventType {
     /// Every type, for validating `WEBHOOK_EVENTS` and filters.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 21] = [
         Self::UserCreated,
         Self::LoginSucceeded,
         Self::LoginFailed,
@@ -73,6 +81,10 @@ impl EventType {
         Self::MfaRemoved,
         Self::MfaFailed,
         Self::MfaReset,
+        Self::PasskeyAdded,
+        Self::PasskeyRemoved,
+        Self::IdentityLinked,
+        Self::IdentityUnlinked,
     ];
 
     /// The dotted lower-case name.
@@ -95,6 +107,10 @@ impl EventType {
             Self::MfaRemoved => "mfa.removed",
             Self::MfaFailed => "mfa.failed",
             Self::MfaReset => "mfa.reset",
+            Self::PasskeyAdded => "passkey.added",
+            Self::PasskeyRemoved => "passkey.removed",
+            Self::IdentityLinked => "identity.linked",
+            Self::IdentityUnlinked => "identity.unlinked",
         }
     }
 

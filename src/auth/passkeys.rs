@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::AsyncConnection;
 use serde_json::{Map, Value};
 use tracing::{info, instrument, warn};
@@ -27,6 +26,7 @@ use webauthn_rs_core::{
 
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
+    audit::{Event, EventType},
     input::Email,
     sign_in_methods,
     step_up::{Assurance, Method, Requirement},
@@ -35,7 +35,7 @@ use super::{
 use crate::{
     config::WebauthnConfig,
     db::{
-        self,
+        self, ResultExt,
         passkeys::{KIND_AUTHENTICATION, KIND_REGISTRATION, NewCeremony, NewPasskey},
     },
 };
@@ -268,6 +268,7 @@ impl Auth {
         challenge: &str,
         credential: Map<String, Value>,
         name: Option<&str>,
+        client: &ClientInfo,
     ) -> Result<db::passkeys::Passkey, AuthError> {
         let policy = &self.passkeys;
         let id = challenge_id(challenge)?;
@@ -289,28 +290,35 @@ impl Auth {
             })?;
         let credential = Credential::from(passkey);
         let json = serde_json::to_string(&credential).map_err(anyhow::Error::from)?;
-        let stored = db::passkeys::insert(
-            &mut conn,
-            &NewPasskey {
-                id: Uuid::new_v4(),
-                user_id,
-                credential_id: &credential.cred_id,
-                credential: &json,
-                name: name.as_deref(),
-                sign_count: i64::from(credential.counter),
-                backup_eligible: credential.backup_eligible,
-                backed_up: credential.backup_state,
-            },
-        )
-        .await
-        .map_err(|e| match e {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
-                if info.constraint_name() == Some("passkeys_credential_id_key") =>
-            {
-                AuthError::PasskeyRefused("this passkey is already registered")
-            }
-            other => other.into(),
-        })?;
+        let new = NewPasskey {
+            id: Uuid::new_v4(),
+            user_id,
+            credential_id: &credential.cred_id,
+            credential: &json,
+            name: name.as_deref(),
+            sign_count: i64::from(credential.counter),
+            backup_eligible: credential.backup_eligible,
+            backed_up: credential.backup_state,
+        };
+        let session_id = viewer.session_id;
+        let stored = conn
+            .transaction::<_, AuthError, _>(async |conn| {
+                let stored = db::passkeys::insert(conn, &new)
+                    .await
+                    .on_constraint("passkeys_credential_id_key", || {
+                        AuthError::PasskeyRefused("this passkey is already registered")
+                    })?;
+                self.audit(
+                    conn,
+                    Event::new(EventType::PasskeyAdded, Some(user_id))
+                        .session(session_id)
+                        .with("passkey", stored.id.to_string()),
+                    client,
+                )
+                .await?;
+                Ok(stored)
+            })
+            .await?;
         info!(passkey.id = %stored.id, backup_eligible = stored.backup_eligible, "passkey added");
         Ok(stored)
     }
@@ -518,7 +526,12 @@ impl Auth {
     /// Removes one of the caller's passkeys (step-up needed). Refused with `FORBIDDEN`
     /// when it is the caller's last way to sign in; false if it is not theirs.
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
-    pub async fn remove_passkey(&self, viewer: &Viewer, id: &str) -> Result<bool, AuthError> {
+    pub async fn remove_passkey(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         let Ok(id) = Uuid::parse_str(id.trim()) else {
             return Ok(false);
         };
@@ -538,6 +551,14 @@ impl Auth {
                     info!(passkey.id = %id, "passkey removal refused: it is the last way to sign in");
                     return Err(AuthError::Forbidden);
                 }
+                self.audit(
+                    conn,
+                    Event::new(EventType::PasskeyRemoved, Some(user_id))
+                        .session(viewer.session_id)
+                        .with("passkey", id.to_string()),
+                    client,
+                )
+                .await?;
                 Ok(true)
             })
             .await?;

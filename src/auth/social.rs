@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
+    audit::{Event, EventType},
     input::{DisplayName, Email},
     refresh_token::{PlainToken, TokenHash},
     step_up::{Assurance, Method, Requirement},
@@ -249,7 +250,7 @@ impl Auth {
             )
             .await?;
         match link_to {
-            Some(viewer) => self.link(viewer, provider.id(), &identity).await,
+            Some(viewer) => self.link(viewer, provider.id(), &identity, client).await,
             None => {
                 self.sign_in_with(provider.id(), provider.trusts_email(), &identity, client)
                     .await
@@ -263,6 +264,7 @@ impl Auth {
         viewer: &Viewer,
         provider: &str,
         identity: &ProviderIdentity,
+        client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         tracing::Span::current().record("user.id", tracing::field::display(user_id));
@@ -277,7 +279,15 @@ impl Auth {
                     }
                     Some(_) => {}
                     None => {
-                        insert_identity(conn, user_id, provider, &identity.subject, email.as_ref()).await?;
+                        self.insert_identity(
+                            conn,
+                            user_id,
+                            provider,
+                            &identity.subject,
+                            email.as_ref(),
+                            client,
+                        )
+                        .await?;
                     }
                 }
                 let now = Utc::now();
@@ -291,6 +301,39 @@ impl Auth {
             .await?;
         info!("identity linked");
         Ok(issued)
+    }
+
+    /// Links a provider identity to `user_id` and records it (`identity.linked`), in the
+    /// caller's transaction.
+    async fn insert_identity(
+        &self,
+        conn: &mut AsyncPgConnection,
+        user_id: Uuid,
+        provider: &str,
+        subject: &str,
+        email: Option<&Email>,
+        client: &ClientInfo,
+    ) -> Result<Identity, AuthError> {
+        let identity = db::identities::insert(
+            conn,
+            &NewIdentity {
+                id: Uuid::new_v4(),
+                user_id,
+                provider,
+                subject,
+                email: email.map(Email::as_str),
+            },
+        )
+        .await?;
+        self.audit(
+            conn,
+            Event::new(EventType::IdentityLinked, Some(user_id))
+                .with("provider", provider)
+                .with("identity", identity.id.to_string()),
+            client,
+        )
+        .await?;
+        Ok(identity)
     }
 
     /// Signs in with a provider identity: its account, the account its trusted and
@@ -323,8 +366,15 @@ impl Auth {
                         && let Some(existing) = db::users::find_by_email(conn, address.as_str()).await?
                     {
                         if trusted && existing.email_verified_at.is_some() {
-                            insert_identity(conn, existing.id, provider, &identity.subject, email.as_ref())
-                                .await?;
+                            self.insert_identity(
+                                conn,
+                                existing.id,
+                                provider,
+                                &identity.subject,
+                                email.as_ref(),
+                                client,
+                            )
+                            .await?;
                             return Ok(Resolved::Linked(existing));
                         }
                         return Err(AuthError::LinkRequired {
@@ -338,7 +388,8 @@ impl Auth {
                         display_name.as_ref().map(DisplayName::as_str),
                     )
                     .await?;
-                    insert_identity(conn, user.id, provider, &identity.subject, email.as_ref()).await?;
+                    self.insert_identity(conn, user.id, provider, &identity.subject, email.as_ref(), client)
+                        .await?;
                     Ok(Resolved::Created(user))
                 })
                 .await;
@@ -389,7 +440,12 @@ impl Auth {
     /// `FORBIDDEN` when it is the caller's last way to sign in; false for an id that is
     /// not one of the caller's identities.
     #[instrument(skip_all, fields(user.id = %viewer.user.id))]
-    pub async fn unlink_identity(&self, viewer: &Viewer, id: &str) -> Result<bool, AuthError> {
+    pub async fn unlink_identity(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        client: &ClientInfo,
+    ) -> Result<bool, AuthError> {
         self.require_step_up(viewer, Requirement::SignInMethod).await?;
         let Ok(id) = Uuid::parse_str(id.trim()) else {
             return Ok(false);
@@ -411,7 +467,18 @@ impl Auth {
                     info!("unlink refused: last way to sign in");
                     return Err(AuthError::Forbidden);
                 }
-                Ok(db::identities::delete(conn, id, user_id).await?)
+                if !db::identities::delete(conn, id, user_id).await? {
+                    return Ok(false);
+                }
+                self.audit(
+                    conn,
+                    Event::new(EventType::IdentityUnlinked, Some(user_id))
+                        .session(viewer.session_id)
+                        .with("identity", id.to_string()),
+                    client,
+                )
+                .await?;
+                Ok(true)
             })
             .await?;
         if removed {
@@ -431,26 +498,6 @@ fn provider_email(identity: &ProviderIdentity) -> Option<Email> {
         .email
         .as_deref()
         .and_then(|raw| Email::parse(raw, "email").ok())
-}
-
-async fn insert_identity(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    provider: &str,
-    subject: &str,
-    email: Option<&Email>,
-) -> Result<Identity, AuthError> {
-    Ok(db::identities::insert(
-        conn,
-        &NewIdentity {
-            id: Uuid::new_v4(),
-            user_id,
-            provider,
-            subject,
-            email: email.map(Email::as_str),
-        },
-    )
-    .await?)
 }
 
 /// A unique violation from a concurrent first sign-in (identity or email taken meanwhile).

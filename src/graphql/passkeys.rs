@@ -42,7 +42,13 @@ impl PasskeyMutation {
         let passkey = ctx
             .state()
             .auth
-            .finish_passkey_registration(viewer, &challenge_id, credential.0, name.as_deref())
+            .finish_passkey_registration(
+                viewer,
+                &challenge_id,
+                credential.0,
+                name.as_deref(),
+                &ctx.request().client,
+            )
             .await?;
         Ok(passkey.into())
     }
@@ -87,7 +93,11 @@ impl PasskeyMutation {
     /// `FORBIDDEN` if it is my last way to sign in; false if it is not mine.
     async fn remove_passkey(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let viewer = ctx.viewer().await?;
-        Ok(ctx.state().auth.remove_passkey(viewer, &id).await?)
+        Ok(ctx
+            .state()
+            .auth
+            .remove_passkey(viewer, &id, &ctx.request().client)
+            .await?)
     }
 }
 

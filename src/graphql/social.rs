@@ -68,7 +68,11 @@ impl SocialMutation {
     /// `FORBIDDEN` when it is my last way to sign in. False if it is not one of mine.
     async fn unlink_identity(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         let viewer = ctx.viewer().await?;
-        Ok(ctx.state().auth.unlink_identity(viewer, &id).await?)
+        Ok(ctx
+            .state()
+            .auth
+            .unlink_identity(viewer, &id, &ctx.request().client)
+            .await?)
     }
 }
 

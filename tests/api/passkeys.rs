@@ -469,6 +469,19 @@ async fn removing_never_removes_the_last_way_to_sign_in() {
         .graphql_as(&ivan.access, REMOVE, json!({ "id": first["id"] }))
         .await;
     assert_eq!(data(&body, "removePasskey"), true);
+    // Each addition and removal is in the audit log, in its own transaction.
+    let audited = |kind: &'static str| {
+        let app = &app;
+        async move {
+            crate::support_abuse::count(
+                app,
+                &format!("select count(*) as n from audit_events where type = '{kind}'"),
+            )
+            .await
+        }
+    };
+    assert_eq!(audited("passkey.added").await, 2);
+    assert_eq!(audited("passkey.removed").await, 1);
     let body = app
         .graphql_as(&ivan.access, REMOVE, json!({ "id": second["id"] }))
         .await;

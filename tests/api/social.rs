@@ -422,6 +422,18 @@ async fn a_signed_in_user_links_and_unlinks_identities_but_keeps_one_way_in() {
     // Password left: unlinking works.
     let body = app.graphql_as(&token, UNLINK, json!({ "id": identity_id })).await;
     assert_eq!(body["data"]["unlinkIdentity"], true, "{body}");
+    let unlinked = crate::support_abuse::count(
+        &app,
+        "select count(*) as n from audit_events where type = 'identity.unlinked'",
+    )
+    .await;
+    assert_eq!(unlinked, 1, "the unlink is in the audit log");
+    let linked = crate::support_abuse::count(
+        &app,
+        "select count(*) as n from audit_events where type = 'identity.linked'",
+    )
+    .await;
+    assert!(linked >= 1, "the link is in the audit log");
 
     // A social-only account cannot unlink its only identity, and deletes on step-up alone.
     let social = sign_in(&app, &provider, "acme", &Person::new(&email("only"), true)).await;

@@ -173,7 +173,6 @@ impl Drop for Service {
 pub fn client() -> reqwest::Client {
     // reqwest's rustls has no provider of its own (see auth::breach).
     authgraph::auth::breach::install_tls_provider();
-    authgraph::auth::social::providers::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()

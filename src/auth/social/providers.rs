@@ -244,7 +244,7 @@ impl Providers {
     /// The providers of `config`. Nothing is fetched yet: discovery happens on first use,
     /// so a provider that is down at start-up does not stop the service.
     pub fn new(config: &OAuthConfig) -> anyhow::Result<Self> {
-        install_tls_provider();
+        crate::auth::breach::install_tls_provider();
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
@@ -636,14 +636,6 @@ impl std::fmt::Debug for Failure {
 }
 
 impl std::error::Error for Failure {}
-
-/// Makes aws-lc-rs the process's rustls provider. reqwest is built without a provider
-/// of its own (that would be ring, a second crypto library) and panics on a client built
-/// without one; ours pass theirs explicitly, this covers any other. Idempotent.
-pub fn install_tls_provider() {
-    // Err means one is installed already: fine either way.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
 
 fn refused(provider: &Provider, why: &'static str) -> AuthError {
     info!(provider = provider.id(), reason = why, "provider sign-in refused");
