@@ -91,6 +91,11 @@ fn service_env(keys: &Path) -> Vec<(&'static str, String)> {
         ("APP_ENV", "production".into()),
         ("DATABASE_URL", format!("{}/{DB_NAME}", server_url())),
         ("JWT_KEYS", keys.display().to_string()),
+        // Production needs it to serve; the benchmark has no TOTP secrets to keep.
+        (
+            "MFA_ENCRYPTION_KEY",
+            "YmVuY2htYXJrLW9ubHktbWZhLWtleS0zMi1ieXRlcyE=".into(),
+        ),
         ("RUST_LOG", "warn".into()),
         ("LOG_FORMAT", "json".into()),
         // The benchmark hammers a few accounts from one address on purpose. The limits
