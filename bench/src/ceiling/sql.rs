@@ -69,11 +69,12 @@ pub const REFUND: &str = "update throttle_counters set attempts = greatest(attem
 /// `$5`, `$6`: seconds to the refresh expiry and to the session's absolute end.
 pub const INSERT_SESSION: &str = "insert into sessions (id, user_id, user_agent, created_at, last_used_at, \
      expires_at, absolute_expires_at, amr, acr, auth_time) \
-     values ($1, $2, $3, $4, $4, $4 + make_interval(secs => $5), $4 + make_interval(secs => $6), \
+     values ($1, $2, $3, $4::timestamptz, $4, $4 + make_interval(secs => $5::float8), \
+     $4 + make_interval(secs => $6::float8), \
      '{pwd}', 'aal1', $4)";
 
 pub const INSERT_REFRESH: &str = "insert into refresh_tokens (token_hash, session_id, expires_at) \
-     values ($1, $2, $3 + make_interval(secs => $4))";
+     values ($1, $2, $3::timestamptz + make_interval(secs => $4::float8))";
 
 pub const INSERT_AUDIT: &str = "insert into audit_events (id, created_at, type, user_id, actor_id, \
      session_id, client_address, user_agent, request_id, details) \
