@@ -33,9 +33,9 @@ use axum::{
     routing::{get, post},
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use rows::{VerificationMail, audit_params, device_cookie, hex_sha256, random_token, sha256, unix};
 use serde::Deserialize;
 use serde_json::json;
-use rows::{VerificationMail, audit_params, device_cookie, hex_sha256, random_token, sha256, unix};
 use sql::PgUuid;
 use throttle::{CountParams, Rule, Rules};
 use tokio_postgres::NoTls;
@@ -162,8 +162,7 @@ impl Client {
         Self {
             ip: peer.ip(),
             user_agent: text("user-agent").map(|ua| ua.chars().take(USER_AGENT_MAX).collect()),
-            request_id: text("x-request-id")
-                .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned),
+            request_id: text("x-request-id").map_or_else(|| Uuid::new_v4().to_string(), str::to_owned),
         }
     }
 }
@@ -221,8 +220,11 @@ async fn login(
         let conn = c.pool.get().await?;
         let audit = conn.prepare_cached(sql::INSERT_AUDIT).await?;
         let details = json!({ "reason": "invalid_password" }).to_string();
-        conn.execute(&audit, &audit_params(&client, "login.failed", None, None, &details).refs())
-            .await?;
+        conn.execute(
+            &audit,
+            &audit_params(&client, "login.failed", None, None, &details).refs(),
+        )
+        .await?;
         return Err(Fail::Unauthorized);
     };
     if disabled || has_factor {
@@ -247,7 +249,13 @@ async fn login(
         conn.prepare_cached(sql::INSERT_AUDIT),
     )?;
     let details = r#"{"method":"password"}"#;
-    let audit = audit_params(&client, "login.succeeded", Some(user_id), Some(session_id), details);
+    let audit = audit_params(
+        &client,
+        "login.succeeded",
+        Some(user_id),
+        Some(session_id),
+        details,
+    );
     let ua = client.user_agent.as_deref();
     let (sid, uid, token_hash) = (PgUuid(session_id), PgUuid(user_id), refresh_hash.as_slice());
     let clear_params: [Param<'_>; 1] = [&clear];
@@ -354,4 +362,3 @@ async fn register(
     )
         .into_response())
 }
-

@@ -39,7 +39,8 @@ impl Hasher {
     }
 
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        self.run(move |memory| hash_with(password.as_bytes(), memory)).await
+        self.run(move |memory| hash_with(password.as_bytes(), memory))
+            .await
     }
 
     async fn run<T: Send + 'static>(
@@ -143,7 +144,10 @@ pub fn parallel_verify_seconds(cores: usize, rounds: usize) -> anyhow::Result<f6
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     // A round lasts as long as its slowest thread.
     let mut rounds_s: Vec<f64> = (0..rounds)

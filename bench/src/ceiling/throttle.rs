@@ -111,4 +111,3 @@ impl<'a> CountParams<'a> {
         Ok(rows.len())
     }
 }
-

@@ -128,7 +128,10 @@ impl Keys {
         if !typ_ok || header.alg != Algorithm::ES256 {
             return None;
         }
-        let key = self.verifying.iter().find(|k| Some(&k.kid) == header.kid.as_ref())?;
+        let key = self
+            .verifying
+            .iter()
+            .find(|k| Some(&k.kid) == header.kid.as_ref())?;
         jsonwebtoken::decode::<Verified>(token, &key.decoding, &self.validation)
             .ok()
             .map(|data| data.claims)
