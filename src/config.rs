@@ -13,11 +13,13 @@ pub mod abuse;
 pub mod mfa;
 pub mod oauth;
 pub mod webauthn;
+pub mod webhooks;
 
 pub use abuse::{ForwardedHeader, HttpRateLimit, HttpServerLimits, ThrottleConfig, ThrottleRule};
 pub use mfa::MfaConfig;
 pub use oauth::OAuthConfig;
 pub use webauthn::WebauthnConfig;
+pub use webhooks::WebhookConfig;
 
 /// Where the service runs: development turns on conveniences, production turns them off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,8 +126,9 @@ pub struct RetentionConfig {
     /// refresh tokens are kept: a rotated token presented again within it is still
     /// recognised as reuse, and audits can still see the session.
     pub sessions: Duration,
-    /// `RETENTION_OUTBOX`: how long a sent or dead mail's row is kept (its bodies are
-    /// dropped at once; the row is for following up deliveries).
+    /// `RETENTION_OUTBOX`: how long a sent or dead mail's row (and a delivered or dead
+    /// webhook's) is kept (mail bodies are dropped at once; the row is for following
+    /// up deliveries).
     pub outbox: Duration,
     /// `RETENTION_EMAIL_TOKENS`: how long an expired email token is kept (a used one is
     /// deleted when used).
@@ -235,6 +238,8 @@ pub struct Config {
     pub audit_retention: Duration,
     /// `OAUTH_*`: social sign-in providers, redirect URIs and flow lifetime.
     pub oauth: OAuthConfig,
+    /// `WEBHOOK_*`: endpoints receiving signed events; `None` when none is configured.
+    pub webhooks: Option<WebhookConfig>,
 }
 
 impl Config {
@@ -397,6 +402,7 @@ impl Config {
             webauthn: WebauthnConfig::from_lookup(&get, &public_url)?,
             audit_retention: duration(&get, "AUDIT_RETENTION", "365d")?,
             oauth: OAuthConfig::from_lookup(&get, public_url.trim_end_matches('/'))?,
+            webhooks: WebhookConfig::from_lookup(&get)?,
         };
         config.check()?;
         Ok(config)

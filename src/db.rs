@@ -16,6 +16,7 @@ pub mod schema;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
+pub mod webhook_deliveries;
 
 use std::time::Duration;
 

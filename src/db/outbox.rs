@@ -85,7 +85,7 @@ impl std::fmt::Debug for ClaimedMail {
 
 /// `delay` as a PostgreSQL interval. Claims and schedules use `now()` plus one of these,
 /// so every replica goes by the database's clock, whatever its own says.
-fn interval(delay: Duration) -> PgInterval {
+pub(crate) fn interval(delay: Duration) -> PgInterval {
     PgInterval::from_microseconds(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
 }
 
