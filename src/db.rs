@@ -10,6 +10,7 @@ pub mod mfa_challenges;
 pub mod oauth_states;
 pub mod outbox;
 pub mod passkeys;
+pub mod queue;
 pub mod refresh_tokens;
 pub mod retention;
 pub mod schema;
