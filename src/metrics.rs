@@ -413,8 +413,11 @@ pub fn webhook_delivery(endpoint: &str, outcome: &'static str) {
 /// Publishes endpoint number `endpoint`'s breaker state.
 pub fn webhook_breaker(endpoint: &str, state: &'static str) {
     for s in ["closed", "open", "half_open"] {
-        gauge!(WEBHOOK_BREAKER_STATE, "endpoint" => endpoint.to_owned(), "state" => s)
-            .set(if s == state { 1.0 } else { 0.0 });
+        gauge!(WEBHOOK_BREAKER_STATE, "endpoint" => endpoint.to_owned(), "state" => s).set(if s == state {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 

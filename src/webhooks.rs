@@ -171,7 +171,10 @@ impl WorkerHandle {
         match released {
             Ok(0) => {}
             Ok(n) => info!(count = n, "webhook worker released its claimed deliveries"),
-            Err(e) => warn!(error = e, "webhook worker could not release its claims; they lapse on their own"),
+            Err(e) => warn!(
+                error = e,
+                "webhook worker could not release its claims; they lapse on their own"
+            ),
         }
         info!(worker.id = %self.id, "webhook worker stopped");
     }
@@ -289,7 +292,12 @@ impl Endpoint {
             );
             db::webhook_deliveries::mark_dead(&mut conn, delivery.id, self.worker, &error).await
         } else {
-            let delay = backoff(attempts, self.config.retry_base, self.config.retry_max, random_unit());
+            let delay = backoff(
+                attempts,
+                self.config.retry_base,
+                self.config.retry_max,
+                random_unit(),
+            );
             debug!(
                 endpoint = %self.index, webhook.id = %delivery.event_id, attempts, error = %error,
                 retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -342,8 +350,12 @@ impl Endpoint {
         };
         match result {
             Ok(true) => {}
-            Ok(false) => warn!(endpoint = %self.index, "webhook claim lapsed before its outcome was recorded"),
-            Err(e) => warn!(endpoint = %self.index, error = %e, "webhook worker cannot record a delivery; it is sent again once its claim lapses"),
+            Ok(false) => {
+                warn!(endpoint = %self.index, "webhook claim lapsed before its outcome was recorded")
+            }
+            Err(e) => {
+                warn!(endpoint = %self.index, error = %e, "webhook worker cannot record a delivery; it is sent again once its claim lapses")
+            }
         }
     }
 }

@@ -27,7 +27,10 @@ pub fn event_id(audit_id: Uuid) -> String {
 pub fn payload(row: &NewAuditEvent<'_>, email: Option<&str>) -> String {
     let mut data = Map::new();
     let mut put = |key: &str, value: Option<Uuid>| {
-        data.insert(key.to_owned(), value.map_or(Value::Null, |id| Value::String(id.to_string())));
+        data.insert(
+            key.to_owned(),
+            value.map_or(Value::Null, |id| Value::String(id.to_string())),
+        );
     };
     put("userId", row.user_id);
     put("actorId", row.actor_id);

@@ -136,7 +136,9 @@ fn endpoint(raw: &str) -> anyhow::Result<String> {
     match url::Url::parse(raw) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
             if !url.username().is_empty() || url.password().is_some() {
-                bail!("WEBHOOK_ENDPOINTS: put no credentials in an endpoint URL (authenticate by the signature)");
+                bail!(
+                    "WEBHOOK_ENDPOINTS: put no credentials in an endpoint URL (authenticate by the signature)"
+                );
             }
             Ok(raw.to_owned())
         }
@@ -190,7 +192,10 @@ mod tests {
     #[test]
     fn endpoints_secret_and_default_events_are_read() {
         let c = parse(&[
-            ("WEBHOOK_ENDPOINTS", " https://a.example/hook , http://127.0.0.1:9/x"),
+            (
+                "WEBHOOK_ENDPOINTS",
+                " https://a.example/hook , http://127.0.0.1:9/x",
+            ),
             ("WEBHOOK_SECRET", SECRET),
         ])
         .unwrap()
@@ -199,18 +204,29 @@ mod tests {
         assert_eq!(c.events, EventType::ALL.to_vec());
         assert_eq!(c.secret.bytes().len(), 24);
         assert_eq!(c.timeout, Duration::from_secs(5));
-        assert!(!format!("{c:?}").contains("MfKQ9r8"), "the secret is never printed");
+        assert!(
+            !format!("{c:?}").contains("MfKQ9r8"),
+            "the secret is never printed"
+        );
     }
 
     #[test]
     fn bad_endpoints_are_refused_by_name() {
         let secret = ("WEBHOOK_SECRET", SECRET);
-        for bad in ["ftp://a.example/", "not a url", "/relative", "https://user:pw@a.example/"] {
+        for bad in [
+            "ftp://a.example/",
+            "not a url",
+            "/relative",
+            "https://user:pw@a.example/",
+        ] {
             let e = error(&[("WEBHOOK_ENDPOINTS", bad), secret]);
             assert!(e.contains("WEBHOOK_ENDPOINTS"), "{bad}: {e}");
             assert!(!e.contains("pw@"), "{e}");
         }
-        let e = error(&[("WEBHOOK_ENDPOINTS", "https://a.example,https://a.example"), secret]);
+        let e = error(&[
+            ("WEBHOOK_ENDPOINTS", "https://a.example,https://a.example"),
+            secret,
+        ]);
         assert!(e.contains("twice"), "{e}");
     }
 
@@ -218,7 +234,11 @@ mod tests {
     fn the_secret_is_required_well_formed_and_never_echoed() {
         let url = ("WEBHOOK_ENDPOINTS", "https://a.example/hook");
         assert!(error(&[url]).contains("WEBHOOK_SECRET must be set"));
-        for bad in ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!notbase64!!", "whsec_c2hvcnQ="] {
+        for bad in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "whsec_!!notbase64!!",
+            "whsec_c2hvcnQ=",
+        ] {
             let e = error(&[url, ("WEBHOOK_SECRET", bad)]);
             assert!(e.contains("WEBHOOK_SECRET"), "{e}");
             assert!(!e.contains(bad.trim_start_matches("whsec_")), "{e}");
@@ -227,10 +247,17 @@ mod tests {
 
     #[test]
     fn events_are_checked_against_the_audit_names() {
-        let base = [("WEBHOOK_ENDPOINTS", "https://a.example/hook"), ("WEBHOOK_SECRET", SECRET)];
-        let c = parse(&[base[0], base[1], ("WEBHOOK_EVENTS", "user.created, user.deleted,user.created")])
-            .unwrap()
-            .unwrap();
+        let base = [
+            ("WEBHOOK_ENDPOINTS", "https://a.example/hook"),
+            ("WEBHOOK_SECRET", SECRET),
+        ];
+        let c = parse(&[
+            base[0],
+            base[1],
+            ("WEBHOOK_EVENTS", "user.created, user.deleted,user.created"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(c.events, [EventType::UserCreated, EventType::UserDeleted]);
         assert!(c.sends(EventType::UserDeleted) && !c.sends(EventType::LoginSucceeded));
         let e = error(&[base[0], base[1], ("WEBHOOK_EVENTS", "user.created,user.exploded")]);

@@ -58,9 +58,7 @@ pub async fn claim<T>(
 where
     T: QueryableByName<Pg> + Send + 'static,
 {
-    let Queue {
-        table, returning, ..
-    } = queue;
+    let Queue { table, returning, .. } = queue;
     let only = match queue.partition {
         Some(column) => format!(" and {column} = $3"),
         None => String::new(),
@@ -77,14 +75,23 @@ where
     let claimed = match (queue.partition, partition) {
         (Some(_), Some(value)) => query.bind::<Text, _>(value).load::<T>(conn).await?,
         (None, None) => query.load::<T>(conn).await?,
-        _ => return Err(diesel::result::Error::QueryBuilderError("queue partition mismatch".into())),
+        _ => {
+            return Err(diesel::result::Error::QueryBuilderError(
+                "queue partition mismatch".into(),
+            ));
+        }
     };
     Ok(claimed.into_iter().next())
 }
 
 /// Marks a claimed row done; false when the claim had lapsed and another worker took
 /// the row over (or an earlier try of this very mark succeeded).
-pub async fn finish(conn: &mut AsyncPgConnection, queue: &Queue, id: Uuid, worker: Uuid) -> QueryResult<bool> {
+pub async fn finish(
+    conn: &mut AsyncPgConnection,
+    queue: &Queue,
+    id: Uuid,
+    worker: Uuid,
+) -> QueryResult<bool> {
     let Queue {
         table,
         done,

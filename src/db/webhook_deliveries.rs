@@ -96,7 +96,12 @@ pub async fn reschedule(
 
 /// Gives up on a delivery after its last failed attempt; the row stays for inspection
 /// until retention prunes it.
-pub async fn mark_dead(conn: &mut AsyncPgConnection, id: Uuid, worker: Uuid, error: &str) -> QueryResult<bool> {
+pub async fn mark_dead(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    worker: Uuid,
+    error: &str,
+) -> QueryResult<bool> {
     queue::give_up(conn, &QUEUE, id, worker, error).await
 }
 

@@ -360,7 +360,10 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
         .into_iter()
         .chain(seen.secrets.iter().map(String::as_str))
     {
-        assert!(!bodies.contains(secret), "a webhook body carries a secret: {bodies}");
+        assert!(
+            !bodies.contains(secret),
+            "a webhook body carries a secret: {bodies}"
+        );
     }
     // Nor does the signing secret reach a log.
     forbidden.push(WEBHOOK_SECRET.trim_start_matches("whsec_").to_owned());

@@ -99,7 +99,9 @@ impl Receiver {
     pub fn types(&self) -> HashMap<String, usize> {
         let mut types = HashMap::new();
         for r in self.accepted() {
-            *types.entry(r.body["type"].as_str().unwrap().to_owned()).or_default() += 1;
+            *types
+                .entry(r.body["type"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
         types
     }
@@ -179,7 +181,10 @@ async fn receive(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Byte
 /// An app sending to `endpoints`, with extra variables.
 pub async fn app_sending_to(endpoints: &[String], vars: &[(&str, &str)]) -> TestApp {
     let endpoints = endpoints.join(",");
-    let mut all = vec![("WEBHOOK_ENDPOINTS", endpoints.as_str()), ("WEBHOOK_SECRET", SECRET)];
+    let mut all = vec![
+        ("WEBHOOK_ENDPOINTS", endpoints.as_str()),
+        ("WEBHOOK_SECRET", SECRET),
+    ];
     all.extend_from_slice(vars);
     TestApp::spawn_with(KeyAlgorithm::Es256, &all).await
 }
@@ -269,11 +274,23 @@ async fn register_login_disable_and_delete_send_signed_events_exactly_once() {
         1
     );
     let disabled = of("user.disabled");
-    assert_eq!(disabled.body["data"]["actorId"], admin.as_str(), "the acting admin");
+    assert_eq!(
+        disabled.body["data"]["actorId"],
+        admin.as_str(),
+        "the acting admin"
+    );
     assert_eq!(disabled.body["data"]["userId"], user.as_str());
     let gone = of("user.deleted");
-    assert_eq!(gone.body["data"]["userId"], victim.as_str(), "it outlived its account");
-    assert!(gone.body["data"]["email"].as_str().is_some_and(|e| e.starts_with("leaving-")));
+    assert_eq!(
+        gone.body["data"]["userId"],
+        victim.as_str(),
+        "it outlived its account"
+    );
+    assert!(
+        gone.body["data"]["email"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("leaving-"))
+    );
 
     // No password or token in any body.
     let tokens = [
@@ -290,7 +307,11 @@ async fn register_login_disable_and_delete_send_signed_events_exactly_once() {
         }
     }
     assert_eq!(
-        count(&app, "select count(*) as n from webhook_deliveries where status <> 'delivered'").await,
+        count(
+            &app,
+            "select count(*) as n from webhook_deliveries where status <> 'delivered'"
+        )
+        .await,
         0
     );
 }
@@ -305,7 +326,10 @@ async fn only_the_events_of_webhook_events_are_queued() {
     assert!(app.login(&address, PASSWORD).await["errors"].is_null());
     app.login(&address, "wrong password entirely").await;
 
-    eventually("user.created delivered", || async { receiver.accepted().len() == 1 }).await;
+    eventually("user.created delivered", || async {
+        receiver.accepted().len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     worker.shutdown(Duration::from_secs(5)).await;
     assert_eq!(receiver.types(), HashMap::from([("user.created".to_owned(), 1)]));
@@ -338,7 +362,10 @@ async fn an_outage_loses_and_duplicates_nothing_across_two_replicas() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     receiver.set(Mode::Ok);
-    eventually("all ten events delivered", || async { receiver.accepted().len() >= 10 }).await;
+    eventually("all ten events delivered", || async {
+        receiver.accepted().len() >= 10
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (sa, sb) = (a.stats(), b.stats());
     a.shutdown(Duration::from_secs(5)).await;
@@ -353,11 +380,19 @@ async fn an_outage_loses_and_duplicates_nothing_across_two_replicas() {
     assert!(sa.failed + sb.failed >= 6);
     assert_eq!(sa.dead + sb.dead, 0);
     assert_eq!(
-        count(&app, "select count(*) as n from webhook_deliveries where status = 'delivered'").await,
+        count(
+            &app,
+            "select count(*) as n from webhook_deliveries where status = 'delivered'"
+        )
+        .await,
         10
     );
     let metrics = app
-        .request(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+        .request(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await
         .text;
     for outcome in ["delivered", "failed"] {
@@ -383,9 +418,16 @@ async fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
         register(&app, &format!("split{i}")).await;
     }
     let started = Instant::now();
-    eventually("the healthy endpoint got all four", || async { healthy.accepted().len() == 4 }).await;
+    eventually("the healthy endpoint got all four", || async {
+        healthy.accepted().len() == 4
+    })
+    .await;
     // Well inside the breaker's and the retries' timescales: nothing waited on the dead one.
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     eventually("the dead endpoint's breaker opens", || async {
         worker.breaker_states()[0] != BreakerState::Closed
     })
@@ -394,10 +436,17 @@ async fn a_dead_endpoint_does_not_hold_back_a_healthy_one() {
     for i in 4..8 {
         register(&app, &format!("split{i}")).await;
     }
-    eventually("and the next four too", || async { healthy.accepted().len() == 8 }).await;
+    eventually("and the next four too", || async {
+        healthy.accepted().len() == 8
+    })
+    .await;
     worker.shutdown(Duration::from_secs(5)).await;
     assert_eq!(
-        count(&app, "select count(*) as n from webhook_deliveries where status = 'pending'").await,
+        count(
+            &app,
+            "select count(*) as n from webhook_deliveries where status = 'pending'"
+        )
+        .await,
         8,
         "the dead endpoint's copies wait for it"
     );
@@ -415,7 +464,10 @@ async fn a_slow_endpoint_never_slows_sign_in() {
     assert!(app.login(&address, PASSWORD).await["errors"].is_null());
     let baseline = t.elapsed();
     let worker = start_worker(&app);
-    eventually("the worker is stuck on the slow endpoint", || async { slow.hits() >= 1 }).await;
+    eventually("the worker is stuck on the slow endpoint", || async {
+        slow.hits() >= 1
+    })
+    .await;
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {
         let t = Instant::now();
@@ -429,9 +481,16 @@ async fn a_slow_endpoint_never_slows_sign_in() {
     );
     let stopping = Instant::now();
     worker.shutdown(Duration::from_millis(200)).await;
-    assert!(stopping.elapsed() < Duration::from_secs(3), "shutdown abandons the slow call");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(3),
+        "shutdown abandons the slow call"
+    );
     assert_eq!(
-        count(&app, "select count(*) as n from webhook_deliveries where claimed_by is not null").await,
+        count(
+            &app,
+            "select count(*) as n from webhook_deliveries where claimed_by is not null"
+        )
+        .await,
         0,
         "the abandoned delivery was released for the next worker"
     );
@@ -447,7 +506,11 @@ async fn count_in(url: &str, query: &str) -> i64 {
         n: i64,
     }
     let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-    diesel::sql_query(query).get_result::<N>(&mut conn).await.unwrap().n
+    diesel::sql_query(query)
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -493,14 +556,25 @@ async fn the_served_binary_pushes_events_and_a_slow_endpoint_does_not_hold_up_si
         .wait_exit(Duration::from_secs(30))
         .expect("the process did not exit after SIGTERM");
     assert!(exit.success(), "{exit:?}");
-    assert!(stopping.elapsed() < Duration::from_secs(15), "{:?}", stopping.elapsed());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        stopping.elapsed()
+    );
     let messages: Vec<String> = service
         .json_lines()
         .iter()
         .map(|l| l["message"].as_str().unwrap_or("").to_owned())
         .collect();
-    for expected in ["webhook worker started", "webhook worker stopped", "shutdown complete"] {
-        assert!(messages.iter().any(|m| m == expected), "no `{expected}` in {messages:?}");
+    for expected in [
+        "webhook worker started",
+        "webhook worker stopped",
+        "shutdown complete",
+    ] {
+        assert!(
+            messages.iter().any(|m| m == expected),
+            "no `{expected}` in {messages:?}"
+        );
     }
     assert_eq!(healthy.types()["user.created"], 1);
     assert_eq!(
