@@ -154,6 +154,26 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryRe
         .optional()
 }
 
+/// A user by email with whether they have a confirmed second factor: what a sign-in
+/// needs to know, in one query.
+pub async fn find_for_sign_in(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Option<(User, bool)>> {
+    use super::schema::mfa_factors;
+    let has_factor = diesel::dsl::exists(
+        mfa_factors::table
+            .filter(mfa_factors::user_id.eq(users::id))
+            .filter(mfa_factors::confirmed_at.is_not_null()),
+    );
+    users::table
+        .filter(users::email.eq(email))
+        .select((User::as_select(), has_factor))
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Finds a user by id.
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
     users::table
