@@ -18,6 +18,7 @@ pub mod sign_in_methods;
 pub mod social;
 pub mod step_up;
 pub mod throttle;
+pub mod webhooks;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -136,6 +137,8 @@ pub struct Auth {
     breach: Option<breach::BreachCheck>,
     /// Social sign-in providers (see `social`); none until wired.
     social: Option<Arc<social::Social>>,
+    /// Webhook subscriptions (see `webhooks`); none when `WEBHOOK_ENDPOINTS` is unset.
+    webhooks: Option<Arc<crate::config::WebhookConfig>>,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -185,6 +188,7 @@ impl Auth {
             passkeys: Arc::new(passkeys),
             breach,
             social: None,
+            webhooks: None,
         }
     }
 
