@@ -8,7 +8,6 @@ use authgraph::{
     db::DbPool,
     mail::{Worker, WorkerHandle},
 };
-
 use serde_json::json;
 
 use super::{
