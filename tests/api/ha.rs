@@ -601,7 +601,7 @@ async fn a_server_turned_read_only_is_unavailable_and_its_connections_are_droppe
     let pg = crate::support::PgCluster::init();
     pg.start();
     let service = Service::builder()
-        .env("DATABASE_URL", &pg.url("authgraph_ro"))
+        .env("DATABASE_URL", pg.url("authgraph_ro"))
         .spawn();
     eventually("ready", || async { service.get("/readyz").await.0 == 200 })
         .within(Duration::from_secs(60))

@@ -441,7 +441,7 @@ async fn sockets_survive_a_database_restart_and_events_resume() {
     let pg = PgCluster::init();
     pg.start();
     let service = Service::builder()
-        .env("DATABASE_URL", &pg.url("authgraph_live_restart"))
+        .env("DATABASE_URL", pg.url("authgraph_live_restart"))
         .spawn();
     eventually("ready", || async { service.get("/readyz").await.0 == 200 })
         .within(Duration::from_secs(60))

@@ -51,7 +51,7 @@ async fn the_service_starts_without_its_database_and_rides_out_an_outage() {
     let pg = PgCluster::init();
     // Development mode: the service creates and migrates its database once it can.
     let service = Service::builder()
-        .env("DATABASE_URL", &pg.url("authgraph_outage"))
+        .env("DATABASE_URL", pg.url("authgraph_outage"))
         .spawn();
 
     // 1. Started while PostgreSQL is down: alive, not ready, answering quickly.
