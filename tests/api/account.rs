@@ -2,8 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{ME, PASSWORD, REGISTER, TestApp, claims, code, email};
-use crate::sessions::REFRESH;
+use crate::support::{ME, PASSWORD, REFRESH, REGISTER, TestApp, claims, code, email};
 
 const UPDATE: &str =
     "mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { displayName email } }";

@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, claims, code, email};
-use crate::mfa::{mfa_token, user_with_mfa, verify};
+use crate::{
+    mfa::{mfa_token, user_with_mfa, verify},
+    support::{PASSWORD, REFRESH, TestApp, claims, code, email},
+};
 
 const USERS: &str = "query($first: Int, $after: String, $search: String) {
   users(first: $first, after: $after, search: $search) {
@@ -24,7 +25,6 @@ const SET_ROLE: &str = "mutation($id: ID!, $role: Role!) { setUserRole(id: $id, 
 const REVOKE: &str = "mutation($id: ID!) { revokeUserSessions(id: $id) }";
 const RESET_MFA: &str = "mutation($id: ID!) { resetUserMfa(id: $id) { id } }";
 const DISABLED: &str = "query($id: ID!) { user(id: $id) { id disabled } }";
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
 const ME: &str = "{ me { id role } }";
 
 /// A signed-up user: id, access and refresh tokens.
@@ -251,7 +251,7 @@ async fn a_disabled_user_with_a_factor_gets_mfa_required_then_account_disabled()
 
 #[tokio::test]
 async fn admin_mutations_need_step_up() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("STEP_UP_MAX_AGE", "1s")]).await;
+    let app = TestApp::builder().env("STEP_UP_MAX_AGE", "1s").spawn().await;
     let admin = admin(&app).await;
     let user = account(&app, "target").await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;

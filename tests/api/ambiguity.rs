@@ -7,7 +7,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::helpers::{ME, PASSWORD, TestApp, code, email};
+use crate::support::{ME, PASSWORD, REFRESH, TestApp, code, email};
 
 #[tokio::test]
 async fn two_authorization_headers_are_refused_whatever_they_hold() {
@@ -49,8 +49,6 @@ async fn two_authorization_headers_are_refused_whatever_they_hold() {
     let body = app.post(ME, json!({}), &[("authorization", &a)]).await.body;
     assert!(body["errors"].is_null(), "{body}");
 }
-
-const REFRESH: &str = "mutation { refresh { accessToken } }";
 
 #[tokio::test]
 async fn of_two_refresh_cookies_the_first_the_most_specific_path_is_used() {

@@ -2,12 +2,12 @@
 //! the mutation did not run. (Timing equality of unknown-email and wrong-password logins
 //! is measured in the benchmark, not here.)
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use axum::{body::Body, http::Request};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, code, email};
-use crate::support_abuse::{count, count_code, login_via, router_from, sessions, users};
+use crate::support::{
+    PASSWORD, TestApp, code, count, count_code, email, login_via, router_from, sessions, users,
+};
 
 fn register_mutation(address: &str) -> String {
     format!(
@@ -55,14 +55,11 @@ async fn a_hundred_aliased_logins_are_refused_whole() {
 
 #[tokio::test]
 async fn with_aliases_allowed_a_hundred_logins_still_get_five_password_checks() {
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("GRAPHQL_MAX_ALIASES", "200"),
-            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1h..1h"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("GRAPHQL_MAX_ALIASES", "200")
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1h..1h")
+        .spawn()
+        .await;
     let address = email("alias-allowed");
     app.register(&address, PASSWORD).await;
     let before = sessions(&app).await;
@@ -205,15 +202,12 @@ async fn an_oversize_body_is_refused_and_runs_nothing() {
 
 #[tokio::test]
 async fn a_forged_x_forwarded_for_changes_nothing() {
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/24h,1h..1h"),
-            ("HTTP_RATE_LIMIT", "1/h"),
-            ("HTTP_RATE_LIMIT_BURST", "20"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/24h,1h..1h")
+        .env("HTTP_RATE_LIMIT", "1/h")
+        .env("HTTP_RATE_LIMIT_BURST", "20")
+        .spawn()
+        .await;
     let address = email("forged");
     app.register(&address, PASSWORD).await;
     let mut answers = Vec::new();
@@ -221,7 +215,7 @@ async fn a_forged_x_forwarded_for_changes_nothing() {
         let forged = format!("198.51.100.{n}");
         let body = app
             .post(
-                crate::helpers::LOGIN,
+                crate::support::LOGIN,
                 json!({ "input": { "email": address, "password": "a wrong guess here" } }),
                 &[
                     ("x-forwarded-for", &forged),

@@ -4,22 +4,18 @@
 
 use std::collections::HashMap;
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::admin::{Account, account, admin};
-use crate::helpers::{PASSWORD, TestApp, code};
-use crate::mfa::{mfa_token, user_with_mfa, verify};
-use crate::support_abuse::count;
+use crate::{
+    admin::{Account, account, admin},
+    mfa::{mfa_token, user_with_mfa, verify},
+    support::{PASSWORD, REFRESH, REQUEST_RESET, RESET, TestApp, VERIFY, code, count},
+};
 
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
 const LOGOUT: &str = "mutation($t: String) { logout(refreshToken: $t) }";
 const CHANGE_PASSWORD: &str =
     "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { accessToken refreshToken } }";
-const VERIFY_EMAIL: &str = "mutation($t: String!) { verifyEmail(token: $t) }";
-const REQUEST_RESET: &str = "mutation($e: String!) { requestPasswordReset(email: $e) }";
-const RESET: &str = "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) }";
 const DELETE: &str = "mutation($p: String) { deleteAccount(password: $p) }";
 const REMOVE_FACTOR: &str = "mutation($id: ID!) { removeFactor(id: $id) }";
 const SET_ROLE: &str = "mutation($id: ID!, $role: Role!) { setUserRole(id: $id, role: $role) { id } }";
@@ -82,7 +78,7 @@ async fn event_counts(app: &TestApp) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn each_event_is_recorded_exactly_once_and_never_holds_a_secret() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("REFRESH_GRACE_SECONDS", "0")]).await;
+    let app = TestApp::builder().env("REFRESH_GRACE_SECONDS", "0").spawn().await;
     let mut secrets: Vec<String> = vec![PASSWORD.into(), NEW_PASSWORD.into(), RESET_PASSWORD.into()];
     let mut keep = |s: &str| secrets.push(s.to_owned());
 
@@ -122,11 +118,11 @@ async fn each_event_is_recorded_exactly_once_and_never_holds_a_secret() {
     let token = mailed_token(&app, "verify_email", &b.id).await;
     keep(&token);
     ok(
-        &app.graphql(VERIFY_EMAIL, json!({ "t": token })).await,
+        &app.graphql(VERIFY, json!({ "token": token })).await,
         "verifyEmail",
     );
     ok(
-        &app.graphql(REQUEST_RESET, json!({ "e": b.email })).await,
+        &app.graphql(REQUEST_RESET, json!({ "email": b.email })).await,
         "requestPasswordReset",
     );
     let token = mailed_token(&app, "reset_password", &b.id).await;

@@ -2,18 +2,11 @@
 //! for its address's failures, and a browser that signed in before (device cookie) logs
 //! in past an address a neighbour is spraying from, while the account's limit holds.
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 
-use crate::helpers::{LOGIN, PASSWORD, TestApp, TestResponse, code, email};
-use crate::support_abuse::{post_via, router_from};
+use crate::support::{LOGIN, PASSWORD, REFRESH, TestApp, TestResponse, code, email, post_via, router_from};
 
 const WRONG: &str = "not the password at all";
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
-
-async fn spawn(vars: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_with(KeyAlgorithm::Es256, vars).await
-}
 
 /// The device cookie a response sets, as a `Cookie` header value.
 fn device_cookie(response: &TestResponse) -> Option<String> {
@@ -42,7 +35,10 @@ fn ok(body: &Value) {
 
 #[tokio::test]
 async fn a_valid_refresh_token_passes_an_address_locked_by_junk() {
-    let app = spawn(&[("THROTTLE_TOKEN_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_TOKEN_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let registered = app.register(&email("nat"), PASSWORD).await;
     let mut token = registered["refreshToken"].as_str().unwrap().to_owned();
     // A neighbour behind the same address sends junk until the address waits.
@@ -85,7 +81,10 @@ async fn a_valid_refresh_token_passes_an_address_locked_by_junk() {
 
 #[tokio::test]
 async fn a_browser_that_signed_in_before_passes_a_sprayed_address() {
-    let app = spawn(&[("THROTTLE_LOGIN_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let owner = email("owner");
     app.register(&owner, PASSWORD).await;
     let signed_in = login_with(&app, &owner, PASSWORD, None).await;
@@ -129,11 +128,11 @@ async fn a_browser_that_signed_in_before_passes_a_sprayed_address() {
 
 #[tokio::test]
 async fn a_device_keeps_its_own_count_and_never_lifts_the_account_limit() {
-    let app = spawn(&[
-        ("THROTTLE_LOGIN_DEVICE", "2/1h,1h..1h"),
-        ("THROTTLE_LOGIN_ACCOUNT", "6/24h,1h..1h"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_DEVICE", "2/1h,1h..1h")
+        .env("THROTTLE_LOGIN_ACCOUNT", "6/24h,1h..1h")
+        .spawn()
+        .await;
     let owner = email("device");
     app.register(&owner, PASSWORD).await;
     let cookie = device_cookie(&login_with(&app, &owner, PASSWORD, None).await).unwrap();

@@ -2,8 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{LOGIN, ME, PASSWORD, TestApp, email};
-use crate::sessions::REFRESH;
+use crate::support::{LOGIN, ME, PASSWORD, REFRESH, TestApp, email};
 
 fn set_cookie(response: &reqwest::Response) -> String {
     response
@@ -120,11 +119,11 @@ async fn an_argument_wins_over_the_cookie() {
 
 #[tokio::test]
 async fn cookie_attributes_follow_configuration() {
-    let app = TestApp::spawn_with(
-        authgraph::auth::jwt::KeyAlgorithm::Es256,
-        &[("REFRESH_COOKIE_PATH", "/"), ("REFRESH_COOKIE_SAMESITE", "None")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("REFRESH_COOKIE_PATH", "/")
+        .env("REFRESH_COOKIE_SAMESITE", "None")
+        .spawn()
+        .await;
     let address = email("conf");
     app.register(&address, PASSWORD).await;
     let response = app

@@ -14,9 +14,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use authgraph::auth::jwt::KeyAlgorithm;
-
-use crate::helpers::TestApp;
+use crate::support::TestApp;
 
 const E2E_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e");
 /// A guard against a hung browser or server, not a performance bound.
@@ -165,8 +163,10 @@ async fn gateways_compose_and_verify_our_tokens() {
 async fn graphiql_works_in_a_real_browser() {
     let browser = chromium().unwrap_or_else(|problem| panic!("{problem}"));
     let app = TestApp::spawn().await;
-    let self_hosted =
-        TestApp::spawn_with(KeyAlgorithm::Es256, &[("GRAPHIQL_CDN_URL", SELF_HOSTED_ASSETS)]).await;
+    let self_hosted = TestApp::builder()
+        .env("GRAPHIQL_CDN_URL", SELF_HOSTED_ASSETS)
+        .spawn()
+        .await;
     suite(
         "graphiql.mjs",
         &[
@@ -193,19 +193,16 @@ async fn social_sign_in_with_a_real_openid_provider() {
         .map(|a| a.port())
         .unwrap();
     let issuer = format!("http://127.0.0.1:{port}");
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("OAUTH_PROVIDERS", "local"),
-            ("OAUTH_LOCAL_NAME", "Local OIDC"),
-            ("OAUTH_LOCAL_ISSUER", &issuer),
-            ("OAUTH_LOCAL_CLIENT_ID", CLIENT_ID),
-            ("OAUTH_LOCAL_CLIENT_SECRET", CLIENT_SECRET),
-            ("OAUTH_LOCAL_TRUST_EMAIL", "true"),
-            ("OAUTH_REDIRECT_URIS", REDIRECT_URI),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("OAUTH_PROVIDERS", "local")
+        .env("OAUTH_LOCAL_NAME", "Local OIDC")
+        .env("OAUTH_LOCAL_ISSUER", &issuer)
+        .env("OAUTH_LOCAL_CLIENT_ID", CLIENT_ID)
+        .env("OAUTH_LOCAL_CLIENT_SECRET", CLIENT_SECRET)
+        .env("OAUTH_LOCAL_TRUST_EMAIL", "true")
+        .env("OAUTH_REDIRECT_URIS", REDIRECT_URI)
+        .spawn()
+        .await;
     suite(
         "oidc.mjs",
         &[
@@ -259,14 +256,11 @@ const PASSKEY_PAGE_ORIGIN: &str = "http://localhost:48123";
 #[tokio::test]
 async fn passkeys_register_and_sign_in_in_a_real_browser() {
     let browser = chromium().unwrap_or_else(|problem| panic!("{problem}"));
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("WEBAUTHN_RP_ID", "localhost"),
-            ("WEBAUTHN_ORIGINS", PASSKEY_PAGE_ORIGIN),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("WEBAUTHN_RP_ID", "localhost")
+        .env("WEBAUTHN_ORIGINS", PASSKEY_PAGE_ORIGIN)
+        .spawn()
+        .await;
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
     suite(
         "passkeys.mjs",

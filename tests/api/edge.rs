@@ -1,15 +1,9 @@
 //! The HTTP edge: the per-client rate limit, trusted proxies, and CORS.
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use axum::{body::Body, http::Request};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, TestResponse, code, email};
-use crate::support_abuse::{count, login_via, router_from};
-
-async fn spawn(vars: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_with(KeyAlgorithm::Es256, vars).await
-}
+use crate::support::{PASSWORD, TestApp, TestResponse, code, count, email, login_via, router_from};
 
 async fn typename(app: &TestApp, headers: &[(&str, &str)]) -> TestResponse {
     app.post("{ __typename }", json!({}), headers).await
@@ -17,7 +11,11 @@ async fn typename(app: &TestApp, headers: &[(&str, &str)]) -> TestResponse {
 
 #[tokio::test]
 async fn a_client_over_the_http_limit_gets_429_in_graphql_shape() {
-    let app = spawn(&[("HTTP_RATE_LIMIT", "1/h"), ("HTTP_RATE_LIMIT_BURST", "2")]).await;
+    let app = TestApp::builder()
+        .env("HTTP_RATE_LIMIT", "1/h")
+        .env("HTTP_RATE_LIMIT_BURST", "2")
+        .spawn()
+        .await;
     for _ in 0..2 {
         assert_eq!(typename(&app, &[]).await.status, 200);
     }
@@ -55,13 +53,13 @@ async fn a_client_over_the_http_limit_gets_429_in_graphql_shape() {
 
 #[tokio::test]
 async fn each_client_behind_a_trusted_proxy_has_its_own_budget() {
-    let app = spawn(&[
-        ("HTTP_RATE_LIMIT", "1/h"),
-        ("HTTP_RATE_LIMIT_BURST", "1"),
+    let app = TestApp::builder()
+        .env("HTTP_RATE_LIMIT", "1/h")
+        .env("HTTP_RATE_LIMIT_BURST", "1")
         // The test client (203.0.113.7) plays the load balancer.
-        ("TRUSTED_PROXIES", "203.0.113.0/24"),
-    ])
-    .await;
+        .env("TRUSTED_PROXIES", "203.0.113.0/24")
+        .spawn()
+        .await;
     let from = |ip: &'static str| [("x-forwarded-for", ip)];
     assert_eq!(typename(&app, &from("198.51.100.1")).await.status, 200);
     assert_eq!(typename(&app, &from("198.51.100.2")).await.status, 200);
@@ -73,13 +71,16 @@ async fn each_client_behind_a_trusted_proxy_has_its_own_budget() {
 
 #[tokio::test]
 async fn the_login_throttle_counts_the_forwarded_client_behind_a_trusted_proxy() {
-    let app = spawn(&[("TRUSTED_PROXIES", "203.0.113.7")]).await;
+    let app = TestApp::builder()
+        .env("TRUSTED_PROXIES", "203.0.113.7")
+        .spawn()
+        .await;
     let address = email("proxied");
     app.register(&address, PASSWORD).await;
     let login = json!({ "input": { "email": address, "password": "wrong password here" } });
     // The client prepended a forged hop; the proxy appended the real address.
     app.post(
-        crate::helpers::LOGIN,
+        crate::support::LOGIN,
         login,
         &[("x-forwarded-for", "10.9.9.9, 198.51.100.23")],
     )
@@ -107,11 +108,13 @@ fn preflight(origin: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn cors_admits_the_configured_origins_with_credentials() {
-    let app = spawn(&[(
-        "CORS_ALLOWED_ORIGINS",
-        "https://app.example.com, http://localhost:3000/",
-    )])
-    .await;
+    let app = TestApp::builder()
+        .env(
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example.com, http://localhost:3000/",
+        )
+        .spawn()
+        .await;
     let answer = app.request(preflight("https://app.example.com")).await;
     assert!(answer.status.is_success(), "{}", answer.status);
     let h = &answer.headers;
@@ -155,7 +158,10 @@ async fn cors_admits_the_configured_origins_with_credentials() {
 
 #[tokio::test]
 async fn cors_admits_no_other_origin_and_no_origin_by_default() {
-    let app = spawn(&[("CORS_ALLOWED_ORIGINS", "https://app.example.com")]).await;
+    let app = TestApp::builder()
+        .env("CORS_ALLOWED_ORIGINS", "https://app.example.com")
+        .spawn()
+        .await;
     for origin in [
         "https://evil.example.com",
         "https://app.example.com.evil.net",
@@ -171,14 +177,17 @@ async fn cors_admits_no_other_origin_and_no_origin_by_default() {
         assert!(!response.headers.contains_key("access-control-allow-origin"));
         assert!(!response.headers.contains_key("access-control-allow-credentials"));
     }
-    let closed = spawn(&[]).await;
+    let closed = TestApp::builder().spawn().await;
     let answer = closed.request(preflight("https://app.example.com")).await;
     assert!(!answer.headers.contains_key("access-control-allow-origin"));
 }
 
 #[tokio::test]
 async fn the_throttle_and_the_http_limit_apply_to_a_real_socket() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "1/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "1/1h,1h..1h")
+        .spawn()
+        .await;
     let address = email("socket");
     app.register(&address, PASSWORD).await;
     let addr = app.serve_tcp().await;
@@ -188,7 +197,7 @@ async fn the_throttle_and_the_http_limit_apply_to_a_real_socket() {
     for _ in 0..2 {
         let body: serde_json::Value = client
             .post(&url)
-            .json(&json!({ "query": crate::helpers::LOGIN, "variables": { "input": { "email": address, "password": "wrong password here" } } }))
+            .json(&json!({ "query": crate::support::LOGIN, "variables": { "input": { "email": address, "password": "wrong password here" } } }))
             .send()
             .await
             .unwrap()
@@ -221,14 +230,18 @@ async fn get(app: &TestApp, path: &str) -> TestResponse {
 
 #[tokio::test]
 async fn health_probes_answer_through_a_flood_and_metrics_has_its_own_budget() {
-    let app = spawn(&[("HTTP_RATE_LIMIT", "1/h"), ("HTTP_RATE_LIMIT_BURST", "3")]).await;
+    let app = TestApp::builder()
+        .env("HTTP_RATE_LIMIT", "1/h")
+        .env("HTTP_RATE_LIMIT_BURST", "3")
+        .spawn()
+        .await;
     // The address floods the probes, in parallel: none is refused.
     let mut probes = tokio::task::JoinSet::new();
     for n in 0..150 {
         let router = app.router.clone();
         let path = if n % 2 == 0 { "/healthz" } else { "/readyz" };
         probes.spawn(async move {
-            crate::helpers::send(&router, Request::get(path).body(Body::empty()).unwrap())
+            crate::support::send(&router, Request::get(path).body(Body::empty()).unwrap())
                 .await
                 .status
                 .as_u16()

@@ -6,22 +6,21 @@ use std::{collections::HashSet, time::Duration};
 use authgraph::mail::BreakerState;
 use serde_json::json;
 
-use crate::{
-    helpers::{PASSWORD, REGISTER, TestApp, code, email},
-    smtp_sink::SmtpSink,
-    support_mail::*,
+use crate::support::{
+    GRACE, ME_VERIFIED, PASSWORD, REGISTER, REQUEST_RESET, REQUEST_VERIFICATION, RESET, SmtpSink, TestApp,
+    VERIFY, code, count, email, eventually, pending, start_worker, start_worker_on, text,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
-fn message_ids(messages: &[crate::smtp_sink::Received]) -> HashSet<String> {
+fn message_ids(messages: &[crate::support::Received]) -> HashSet<String> {
     messages.iter().map(|m| m.message_id()).collect()
 }
 
 #[tokio::test]
 async fn registration_mails_a_link_that_verifies_the_email_once() {
     let sink = SmtpSink::start().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |_| {});
     let address = email("verify");
     let payload = app.register(&address, PASSWORD).await;
@@ -60,7 +59,7 @@ async fn registration_mails_a_link_that_verifies_the_email_once() {
 #[tokio::test]
 async fn a_newer_verification_link_voids_the_older_and_a_verified_user_gets_none() {
     let sink = SmtpSink::start().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |_| {});
     let payload = app.register(&email("again"), PASSWORD).await;
     let access = payload["accessToken"].as_str().unwrap();
@@ -94,7 +93,7 @@ async fn requesting_verification_needs_an_access_token() {
 #[tokio::test]
 async fn a_reset_link_sets_a_new_password_ends_every_session_and_verifies_the_email() {
     let sink = SmtpSink::start().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |_| {});
     let address = email("reset");
     let payload = app.register(&address, PASSWORD).await;
@@ -216,7 +215,7 @@ async fn token_mutations_name_the_offending_field_and_refuse_unknown_or_expired_
 
     // An expired link is refused like an unknown one.
     let sink = SmtpSink::start().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |_| {});
     let address = email("expired");
     app.register(&address, PASSWORD).await;
@@ -254,7 +253,7 @@ async fn a_failed_registration_queues_no_mail() {
 async fn an_smtp_outage_neither_fails_registrations_nor_loses_or_repeats_mail() {
     let sink = SmtpSink::start().await;
     sink.stop().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |_| {});
     let addresses: Vec<String> = (0..5).map(|i| email(&format!("outage{i}"))).collect();
     for address in &addresses {
@@ -279,7 +278,7 @@ async fn an_open_breaker_lets_only_probes_reach_the_smtp_server_and_a_probe_clos
     const THRESHOLD: u64 = 2;
     let sink = SmtpSink::start().await;
     sink.refuse(true);
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |mail| {
         mail.breaker_failures = THRESHOLD as u32;
         mail.breaker_open = Duration::from_millis(200);
@@ -323,7 +322,7 @@ async fn an_open_breaker_lets_only_probes_reach_the_smtp_server_and_a_probe_clos
 async fn a_mail_is_marked_dead_after_the_last_attempt() {
     let sink = SmtpSink::start().await;
     sink.refuse(true);
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |mail| {
         mail.max_attempts = 3;
         mail.breaker_failures = 100;
@@ -360,7 +359,7 @@ async fn a_mail_is_marked_dead_after_the_last_attempt() {
 async fn two_workers_on_one_database_deliver_a_batch_with_no_duplicates() {
     const BATCH: usize = 30;
     let sink = SmtpSink::start().await;
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     app.sql(&format!(
         "insert into outbox (id, kind, recipient, subject, body_text, body_html, message_id)
          select gen_random_uuid(), 'verify_email', 'user' || i || '@example.com', 'batch',
@@ -392,7 +391,7 @@ async fn two_workers_on_one_database_deliver_a_batch_with_no_duplicates() {
 async fn shutdown_releases_a_mail_stuck_in_delivery_for_the_next_worker() {
     let sink = SmtpSink::start().await;
     sink.stall(true);
-    let app = app_mailing_to(&sink).await;
+    let app = TestApp::builder().mail_to(&sink).spawn().await;
     let worker = start_worker(&app, |mail| mail.smtp_timeout = Duration::from_secs(60));
     app.register(&email("stuck"), PASSWORD).await;
     eventually("a delivery in flight", || async { sink.connections() == 1 }).await;

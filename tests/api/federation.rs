@@ -1,13 +1,9 @@
 //! Federation v2: `_entities` for `User` (batched, with the rules of `user(id)`) and
 //! `_service { sdl }` (no token, introspection off).
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{PASSWORD, TestApp, code, email},
-    support_sql::SqlLog,
-};
+use crate::support::{PASSWORD, SqlLog, TestApp, code, email};
 
 const ENTITIES: &str = "query Entities($representations: [_Any!]!) {
   _entities(representations: $representations) { ... on User { id displayName } }
@@ -119,14 +115,11 @@ async fn entities_apply_the_user_field_rules() {
 
 #[tokio::test]
 async fn service_sdl_needs_no_token_and_is_schema_graphql() {
-    let prod = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("APP_ENV", "production"),
-            ("JWT_KEYS", "/unused-because-keys-are-injected"),
-        ],
-    )
-    .await;
+    let prod = TestApp::builder()
+        .env("APP_ENV", "production")
+        .env("JWT_KEYS", "/unused-because-keys-are-injected")
+        .spawn()
+        .await;
     let introspection = prod
         .graphql("{ __schema { queryType { name } } }", json!({}))
         .await;

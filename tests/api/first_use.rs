@@ -7,14 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::{
-    helpers::{ME, PASSWORD, REGISTER, TestApp, TestDb, email},
-    support_process::{Service, TempDir},
-};
+use crate::support::{ME, PASSWORD, REGISTER, Service, TempDir, TestApp, TestDb, email};
 
 /// Nothing listens here: connecting is refused at once.
 const REFUSED_URL: &str = "postgres://postgres@127.0.0.1:1/authgraph";
@@ -161,7 +156,10 @@ async fn production_operator_commands_need_no_signing_keys() {
 #[tokio::test]
 async fn listen_addr_takes_a_host_name() {
     let db = TestDb::create();
-    let service = Service::spawn(&[("DATABASE_URL", db.url.as_str()), ("LISTEN_ADDR", "localhost:0")]);
+    let service = Service::builder()
+        .env("DATABASE_URL", &db.url)
+        .env("LISTEN_ADDR", "localhost:0")
+        .spawn();
     assert!(service.addr.ip().is_loopback(), "{}", service.addr);
     let (status, _) = service.get("/healthz").await;
     assert_eq!(status, 200);
@@ -192,13 +190,10 @@ async fn multi_host_database_urls_reach_the_database_everywhere() {
     let migrate = authgraph(&["migrate"], &[("DATABASE_URL", &url)], Duration::from_secs(60));
     assert_eq!(migrate.success, Some(true), "{}", migrate.stderr);
 
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let service = Service::spawn(&[
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", &url),
-        ("JWT_KEYS", pem.expose_secret()),
-        ("MAIL_POLL_INTERVAL", "1"),
-    ]);
+    let service = Service::builder()
+        .production(&url)
+        .env("MAIL_POLL_INTERVAL", "1")
+        .spawn();
     let (status, body) = service.get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     let (_, body, _) = service

@@ -10,7 +10,6 @@
 
 use std::{
     collections::HashMap,
-    path::Path,
     process::Command,
     sync::{
         Arc, Mutex,
@@ -21,14 +20,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{LOGIN, ME, PASSWORD, REGISTER, email},
-    smtp_sink::SmtpSink,
-    support_process::{Service, TempDir, eventually},
-};
+use crate::support::{LOGIN, ME, PASSWORD, REFRESH, REGISTER, Service, SmtpSink, TempDir, email, eventually};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ha.sh");
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
 const LOGOUT: &str = "mutation($t: String) { logout(refreshToken: $t) }";
 
 /// The formation, torn down (every process stopped, its directory removed) on drop.
@@ -409,30 +403,30 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
         eprintln!("ha: synchronous_standby_names = {names}");
     }
     let sink = SmtpSink::start().await;
-    let bin = std::env::var("AUTHGRAPH_BIN").ok();
-    let service = Arc::new(Service::spawn_bin(
-        bin.as_deref().map(Path::new),
-        &[
-            ("DATABASE_URL", &formation.url),
-            ("DATABASE_POOL_SIZE", "8"),
-            ("PASSWORD_HASH_CONCURRENCY", "2"),
-            ("SMTP_URL", &sink.url()),
-            ("MAIL_POLL_INTERVAL", "200ms"),
-            ("MAIL_RETRY_BASE", "200ms"),
-            ("MAIL_RETRY_MAX", "1s"),
-            ("HTTP_RATE_LIMIT", "off"),
-            ("THROTTLE_LOGIN_ACCOUNT", "off"),
-            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "off"),
-            ("THROTTLE_LOGIN_ADDRESS", "off"),
-            ("THROTTLE_REGISTER_ADDRESS", "off"),
-            ("THROTTLE_TOKEN_ADDRESS", "off"),
-            ("THROTTLE_EMAIL_ADDRESS", "off"),
-            ("THROTTLE_EMAIL_RECIPIENT", "off"),
-        ],
-    ));
-    eventually(Duration::from_secs(60), "ready on the formation", || async {
+    let mut service = Service::builder()
+        .env("DATABASE_URL", &formation.url)
+        .env("DATABASE_POOL_SIZE", "8")
+        .env("PASSWORD_HASH_CONCURRENCY", "2")
+        .env("SMTP_URL", sink.url())
+        .env("MAIL_POLL_INTERVAL", "200ms")
+        .env("MAIL_RETRY_BASE", "200ms")
+        .env("MAIL_RETRY_MAX", "1s")
+        .env("HTTP_RATE_LIMIT", "off")
+        .env("THROTTLE_LOGIN_ACCOUNT", "off")
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "off")
+        .env("THROTTLE_LOGIN_ADDRESS", "off")
+        .env("THROTTLE_REGISTER_ADDRESS", "off")
+        .env("THROTTLE_TOKEN_ADDRESS", "off")
+        .env("THROTTLE_EMAIL_ADDRESS", "off")
+        .env("THROTTLE_EMAIL_RECIPIENT", "off");
+    if let Ok(bin) = std::env::var("AUTHGRAPH_BIN") {
+        service = service.bin(bin);
+    }
+    let service = Arc::new(service.spawn());
+    eventually("ready on the formation", || async {
         service.get("/readyz").await.0 == 200
     })
+    .within(Duration::from_secs(60))
     .await;
 
     let log = Arc::new(Mutex::new(Log::default()));
@@ -459,11 +453,9 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     let after = formation.primary_port();
     assert_ne!(before, after, "the switchover moved the primary");
     let switched = Instant::now();
-    eventually(
-        Duration::from_secs(30),
-        "served again after the switchover",
-        || async { recovered(switched, &log) },
-    )
+    eventually("served again after the switchover", || async {
+        recovered(switched, &log)
+    })
     .await;
     script(&["wait-healthy", &formation.dir(), "60"]);
     let t2 = Instant::now();
@@ -475,18 +467,17 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     let killed = during_load("kill-primary", formation.dir()).await;
     let dead_port = after;
     let mut new_primary = String::new();
-    eventually(Duration::from_secs(60), "a new primary after the kill", || {
+    eventually("a new primary after the kill", || {
         new_primary = formation.primary_port();
         let moved = !new_primary.is_empty() && new_primary != dead_port;
         async move { moved }
     })
+    .within(Duration::from_secs(60))
     .await;
     let failed_over = Instant::now();
-    eventually(
-        Duration::from_secs(30),
-        "served again after the failover",
-        || async { recovered(failed_over, &log) },
-    )
+    eventually("served again after the failover", || async {
+        recovered(failed_over, &log)
+    })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t3 = Instant::now();
@@ -527,15 +518,11 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
     }
     // Every acknowledged registration's verification mail arrives, each exactly once.
     let registered = log.registered.len();
-    eventually(
-        Duration::from_secs(30),
-        "every verification mail delivered",
-        || async {
-            let got: std::collections::HashSet<String> =
-                sink.messages().iter().flat_map(|m| m.rcpt_to.clone()).collect();
-            log.registered.iter().all(|e| got.contains(e))
-        },
-    )
+    eventually("every verification mail delivered", || async {
+        let got: std::collections::HashSet<String> =
+            sink.messages().iter().flat_map(|m| m.rcpt_to.clone()).collect();
+        log.registered.iter().all(|e| got.contains(e))
+    })
     .await;
     let mut per_recipient: HashMap<String, usize> = HashMap::new();
     for m in sink.messages() {
@@ -611,13 +598,14 @@ async fn switchover_and_failover_lose_nothing_acknowledged() {
 async fn a_server_turned_read_only_is_unavailable_and_its_connections_are_dropped() {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-    let pg = crate::support_pg::PgCluster::init();
+    let pg = crate::support::PgCluster::init();
     pg.start();
-    let service = Service::spawn(&[("DATABASE_URL", &pg.url("authgraph_ro"))]);
-    eventually(Duration::from_secs(60), "ready", || async {
-        service.get("/readyz").await.0 == 200
-    })
-    .await;
+    let service = Service::builder()
+        .env("DATABASE_URL", pg.url("authgraph_ro"))
+        .spawn();
+    eventually("ready", || async { service.get("/readyz").await.0 == 200 })
+        .within(Duration::from_secs(60))
+        .await;
     let register = |tag: &'static str| {
         let service = &service;
         async move {
@@ -650,7 +638,7 @@ async fn a_server_turned_read_only_is_unavailable_and_its_connections_are_droppe
     for _ in 0..3 {
         let (http, body, _) = register("readonly").await;
         assert_eq!(
-            (http, crate::helpers::code(&body)),
+            (http, crate::support::code(&body)),
             (200, "SERVICE_UNAVAILABLE"),
             "{body}"
         );

@@ -3,8 +3,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, REGISTER, TestApp, code};
-use crate::support_abuse::{count, users};
+use crate::support::{PASSWORD, REGISTER, TestApp, code, count, users};
 
 fn unique() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()

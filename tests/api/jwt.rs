@@ -5,7 +5,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{ME, PASSWORD, TestApp, claims, code, email};
+use crate::support::{ME, PASSWORD, TestApp, claims, code, email};
 
 const ALGS: [KeyAlgorithm; 2] = [KeyAlgorithm::Es256, KeyAlgorithm::EdDsa];
 
@@ -18,7 +18,7 @@ struct Signed {
 }
 
 async fn signed_in(alg: KeyAlgorithm) -> Signed {
-    let app = TestApp::spawn_with(alg, &[]).await;
+    let app = TestApp::builder().key(alg).spawn().await;
     let payload = app.register(&email("jwt"), PASSWORD).await;
     let token = payload["accessToken"].as_str().unwrap().to_owned();
     let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
@@ -162,7 +162,7 @@ async fn an_unknown_kid_or_missing_typ_is_refused() {
             "UNAUTHENTICATED"
         );
         // A token from a key we never configured, under its own kid.
-        let stranger = TestApp::spawn_with(alg, &[]).await;
+        let stranger = TestApp::builder().key(alg).spawn().await;
         let foreign = stranger.register(&email("stranger"), PASSWORD).await;
         assert_eq!(
             s.me_code(foreign["accessToken"].as_str().unwrap()).await,

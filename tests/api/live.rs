@@ -11,7 +11,6 @@ use authgraph::{
     state::AppState,
 };
 use futures_util::{SinkExt, StreamExt};
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::{
@@ -21,11 +20,7 @@ use tokio_tungstenite::{
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    helpers::{LOGIN, PASSWORD, TestApp, claims, email},
-    support_pg::PgCluster,
-    support_process::{Service, eventually},
-};
+use crate::support::{LOGIN, PASSWORD, PgCluster, Service, TestApp, claims, email, eventually};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -301,11 +296,10 @@ async fn connection_init_refuses_expired_and_invalid_tokens() {
 
 #[tokio::test]
 async fn upgrades_from_foreign_origins_are_refused() {
-    let app = TestApp::spawn_with(
-        authgraph::auth::jwt::KeyAlgorithm::Es256,
-        &[("CORS_ALLOWED_ORIGINS", "https://app.example")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("CORS_ALLOWED_ORIGINS", "https://app.example")
+        .spawn()
+        .await;
     let addr = app.serve_tcp().await;
     match connect(addr, Some("https://evil.example")).await {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
@@ -368,7 +362,7 @@ async fn queries_and_mutations_over_the_socket_are_refused() {
     assert!(me["errors"].is_null(), "{me}");
     // And the subscription does not run over HTTP.
     let over_http = app.graphql_as(token, EVENTS, json!({})).await;
-    assert_eq!(crate::helpers::code(&over_http), "BAD_REQUEST", "{over_http}");
+    assert_eq!(crate::support::code(&over_http), "BAD_REQUEST", "{over_http}");
 }
 
 /// A second replica of `app`: its own state, hub, listener and router on a real socket;
@@ -446,15 +440,16 @@ async fn sign_in_until_heard(service: &Service, address: &str, ws: &mut Socket) 
 async fn sockets_survive_a_database_restart_and_events_resume() {
     let pg = PgCluster::init();
     pg.start();
-    let service = Service::spawn(&[("DATABASE_URL", &pg.url("authgraph_live_restart"))]);
-    eventually(Duration::from_secs(60), "ready", || async {
-        service.get("/readyz").await.0 == 200
-    })
-    .await;
+    let service = Service::builder()
+        .env("DATABASE_URL", pg.url("authgraph_live_restart"))
+        .spawn();
+    eventually("ready", || async { service.get("/readyz").await.0 == 200 })
+        .within(Duration::from_secs(60))
+        .await;
     let address = email("live-restart");
     let (_, body, _) = service
         .graphql(
-            crate::helpers::REGISTER,
+            crate::support::REGISTER,
             json!({ "input": { "email": address, "password": PASSWORD } }),
             &[],
         )
@@ -495,24 +490,16 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_idle_sockets_stay_open() {
     const SOCKETS: usize = 1000;
-    let db = crate::helpers::TestDb::create();
-    let service = Service::spawn(&[
-        ("DATABASE_URL", db.url.as_str()),
-        ("APP_ENV", "production"),
-        (
-            "JWT_KEYS",
-            authgraph::auth::jwt::SigningKey::generate(authgraph::auth::jwt::KeyAlgorithm::Es256)
-                .unwrap()
-                .1
-                .expose_secret(),
-        ),
-        ("HTTP_RATE_LIMIT", "off"),
-        ("LIVE_MAX_SOCKETS_PER_USER", "2000"),
-        ("LIVE_MAX_SOCKETS_PER_ADDRESS", "2000"),
-    ]);
+    let db = crate::support::TestDb::create();
+    let service = Service::builder()
+        .production(&db.url)
+        .env("HTTP_RATE_LIMIT", "off")
+        .env("LIVE_MAX_SOCKETS_PER_USER", "2000")
+        .env("LIVE_MAX_SOCKETS_PER_ADDRESS", "2000")
+        .spawn();
     let (_, body, _) = service
         .graphql(
-            crate::helpers::REGISTER,
+            crate::support::REGISTER,
             json!({ "input": { "email": email("live-many"), "password": PASSWORD } }),
             &[],
         )

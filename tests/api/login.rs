@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{LOGIN, PASSWORD, TestApp, claims, code, email};
+use crate::support::{LOGIN, PASSWORD, TestApp, claims, code, email};
 
 #[tokio::test]
 async fn login_with_the_right_password_opens_a_new_session() {

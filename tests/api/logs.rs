@@ -11,10 +11,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{PASSWORD, REGISTER, TestDb, email},
-    support_process::{Service, TempDir, client},
-};
+use crate::support::{PASSWORD, REGISTER, Service, TempDir, TestDb, client, email};
 
 /// The binary with `LOG_FORMAT=pretty`, its stdout a pipe (as a log collector's is).
 struct Pretty {
@@ -144,7 +141,7 @@ async fn pretty_logs_in_a_pipe_are_plain_text_with_each_field_once() {
 #[tokio::test]
 async fn json_operation_lines_carry_a_rounded_duration() {
     let db = TestDb::create();
-    let service = Service::spawn(&[("DATABASE_URL", db.url.as_str())]);
+    let service = Service::builder().env("DATABASE_URL", &db.url).spawn();
     let (status, _, _) = service
         .graphql("query Probe { __typename }", json!({}), &[])
         .await;
@@ -172,16 +169,16 @@ async fn json_operation_lines_carry_a_rounded_duration() {
 #[tokio::test]
 async fn an_smtp_outage_is_logged_once_not_per_attempt() {
     let db = TestDb::create();
-    let service = Service::spawn(&[
-        ("DATABASE_URL", db.url.as_str()),
+    let service = Service::builder()
+        .env("DATABASE_URL", &db.url)
         // Nothing listens on port 1: every attempt is refused at once.
-        ("SMTP_URL", "smtp://127.0.0.1:1"),
-        ("MAIL_POLL_INTERVAL", "1"),
-        ("MAIL_RETRY_BASE", "1"),
-        ("MAIL_RETRY_MAX", "1"),
-        ("MAIL_BREAKER_FAILURES", "2"),
-        ("MAIL_BREAKER_OPEN", "1"),
-    ]);
+        .env("SMTP_URL", "smtp://127.0.0.1:1")
+        .env("MAIL_POLL_INTERVAL", "1")
+        .env("MAIL_RETRY_BASE", "1")
+        .env("MAIL_RETRY_MAX", "1")
+        .env("MAIL_BREAKER_FAILURES", "2")
+        .env("MAIL_BREAKER_OPEN", "1")
+        .spawn();
     for tag in ["outage-1", "outage-2"] {
         let (_, body, _) = service
             .graphql(
@@ -219,10 +216,10 @@ async fn an_smtp_outage_is_logged_once_not_per_attempt() {
 /// record deliveries it never made, and its messages name no library internals.
 #[tokio::test]
 async fn database_down_messages_are_actionable_and_shutdown_claims_nothing() {
-    let mut service = Service::spawn(&[
-        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/authgraph"),
-        ("MAIL_POLL_INTERVAL", "1"),
-    ]);
+    let mut service = Service::builder()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/authgraph")
+        .env("MAIL_POLL_INTERVAL", "1")
+        .spawn();
     tokio::time::sleep(Duration::from_secs(3)).await;
     service.sigterm();
     let status = service.wait_exit(Duration::from_secs(30)).expect("it exits");

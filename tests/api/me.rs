@@ -1,7 +1,7 @@
 use authgraph::db::users::Role;
 use serde_json::json;
 
-use crate::helpers::{ME, PASSWORD, TestApp, code, email};
+use crate::support::{ME, PASSWORD, TestApp, code, email};
 
 const USER: &str = "query($id: ID!) { user(id: $id) { id email displayName role } }";
 
@@ -90,7 +90,7 @@ async fn sessions_are_visible_to_their_owner_only_and_mark_the_current_one() {
     assert_eq!(sessions.len(), 2);
     let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
     assert_eq!(current.len(), 1);
-    assert_eq!(current[0]["id"], crate::helpers::claims(token)["sid"]);
+    assert_eq!(current[0]["id"], crate::support::claims(token)["sid"]);
 
     let admin_email = email("admin");
     app.register(&admin_email, PASSWORD).await;

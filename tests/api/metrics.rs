@@ -3,7 +3,7 @@
 use axum::{body::Body, http::Request};
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, TestApp, email};
+use crate::support::{PASSWORD, TestApp, email};
 
 /// The value of the sample whose line starts with `series` (name and labels), if any.
 fn sample(text: &str, series: &str) -> Option<f64> {

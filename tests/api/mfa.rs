@@ -8,8 +8,9 @@ use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 use totp_rs::Totp;
 
-use crate::helpers::{PASSWORD, TestApp, claims, code, email};
-use crate::support_abuse::{count, count_code, sessions};
+use crate::support::{
+    PASSWORD, REFRESH, TestApp, claims, code, count, count_code, email, reset_password, sessions,
+};
 
 const ENROLL: &str = "mutation { enrollTotp { factorId secret otpauthUri qrCodeSvg } }";
 const CONFIRM: &str = "mutation($id: ID!, $code: String!) { confirmTotp(factorId: $id, code: $code) }";
@@ -19,7 +20,6 @@ const VERIFY: &str = "mutation($token: String, $code: String!) {
 const REMOVE: &str = "mutation($id: ID!) { removeFactor(id: $id) }";
 const REGENERATE: &str = "mutation { regenerateRecoveryCodes }";
 const MFA_STATE: &str = "{ me { factors { id kind createdAt lastUsedAt } recoveryCodesLeft } }";
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
 const CHANGE_PASSWORD: &str =
     "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { accessToken } }";
 const DELETE: &str = "mutation($password: String) { deleteAccount(password: $password) }";
@@ -321,7 +321,7 @@ async fn a_recovery_code_signs_in_once() {
 
 #[tokio::test]
 async fn an_mfa_token_is_single_use_and_expires() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("MFA_TOKEN_TTL", "2s")]).await;
+    let app = TestApp::builder().env("MFA_TOKEN_TTL", "2s").spawn().await;
     let user = user_with_mfa(&app, "mfa-token").await;
     let token = mfa_token(&app, &user.email).await;
     data(
@@ -353,11 +353,10 @@ async fn an_mfa_token_is_single_use_and_expires() {
 
 #[tokio::test]
 async fn wrong_codes_share_the_password_throttle_and_aliases_do_not_multiply_them() {
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "4/1h,10m..1h")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "4/1h,10m..1h")
+        .spawn()
+        .await;
     let mut user = user_with_mfa(&app, "mfa-throttle").await;
     // The right password counts until the second factor clears it: else every login
     // would buy a fresh round of guesses.
@@ -404,7 +403,7 @@ async fn wrong_codes_share_the_password_throttle_and_aliases_do_not_multiply_the
 // 8 s, not 2: a fresh TOTP code may wait up to 3.1 s (near a window's end), and on a
 // loaded 2-core machine the sign-in, enrollment and confirmation must all fit inside.
 async fn step_up_is_judged_from_the_presented_token() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("STEP_UP_MAX_AGE", "8s")]).await;
+    let app = TestApp::builder().env("STEP_UP_MAX_AGE", "8s").spawn().await;
     let address = email("mfa-step-up");
     let registered = app.register(&address, PASSWORD).await;
     let stale = registered["accessToken"].as_str().unwrap().to_owned();
@@ -569,32 +568,7 @@ async fn others_see_neither_my_factors_nor_my_recovery_codes() {
 async fn a_password_reset_keeps_the_factor() {
     let app = TestApp::spawn().await;
     let user = user_with_mfa(&app, "mfa-reset").await;
-    let requested = app
-        .graphql(
-            "mutation($email: String!) { requestPasswordReset(email: $email) }",
-            json!({ "email": user.email }),
-        )
-        .await;
-    assert_eq!(data(&requested, "requestPasswordReset"), true);
-    let body = crate::support_mail::text(
-        &app,
-        "select body_text as t from outbox where kind = 'reset_password'",
-    )
-    .await;
-    let token = body
-        .split("reset-password?token=")
-        .nth(1)
-        .unwrap()
-        .split(|c: char| c.is_whitespace())
-        .next()
-        .unwrap();
-    let reset = app
-        .graphql(
-            "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) }",
-            json!({ "input": { "token": token, "newPassword": NEW_PASSWORD } }),
-        )
-        .await;
-    assert_eq!(data(&reset, "resetPassword"), true);
+    reset_password(&app, &user.email, NEW_PASSWORD).await;
     let login = app.login(&user.email, NEW_PASSWORD).await;
     assert_eq!(code(&login), "MFA_REQUIRED", "{login}");
 }
@@ -730,11 +704,11 @@ async fn races_use_a_code_or_an_mfa_token_once_and_any_replica_completes_a_sign_
     // A second replica: its own process state and keys; the same database and MFA key.
     let (key, _) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
     let other = AppState::with_keys((*app.state.config).clone(), vec![key]).unwrap();
-    let other = authgraph::app(other).layer(MockConnectInfo(crate::helpers::CLIENT));
+    let other = authgraph::app(other).layer(MockConnectInfo(crate::support::CLIENT));
     let via_other = |token: String, code: String| {
         let other = other.clone();
         async move {
-            crate::support_abuse::post_via(&other, VERIFY, json!({ "token": token, "code": code }), &[])
+            crate::support::post_via(&other, VERIFY, json!({ "token": token, "code": code }), &[])
                 .await
                 .body
         }

@@ -1,4 +1,4 @@
-use crate::helpers::TestDb;
+use crate::support::TestDb;
 
 #[tokio::test]
 async fn every_migration_reverts_and_reapplies() {
@@ -24,7 +24,7 @@ async fn a_missing_database_is_created_once() {
     assert!(!authgraph::db::create_database_if_missing(&url).await.unwrap());
     authgraph::db::run_migrations(&url).await.unwrap();
     // Tidy up the extra database this test made.
-    let _extra = crate::helpers::TestDb {
+    let _extra = crate::support::TestDb {
         name: format!("{}_new", db.name),
         url,
     };

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
-    helpers::{LOGIN, ME, PASSWORD, REGISTER, code, email},
-    support_pg::PgCluster,
-    support_process::{Service, eventually},
-};
+use crate::support::{LOGIN, ME, PASSWORD, PgCluster, REGISTER, Service, code, email, eventually};
 
 async fn status(service: &Service, path: &str) -> u16 {
     service.get(path).await.0
@@ -54,7 +50,9 @@ async fn assert_degraded(service: &Service, token: Option<&str>) -> Duration {
 async fn the_service_starts_without_its_database_and_rides_out_an_outage() {
     let pg = PgCluster::init();
     // Development mode: the service creates and migrates its database once it can.
-    let service = Service::spawn(&[("DATABASE_URL", &pg.url("authgraph_outage"))]);
+    let service = Service::builder()
+        .env("DATABASE_URL", pg.url("authgraph_outage"))
+        .spawn();
 
     // 1. Started while PostgreSQL is down: alive, not ready, answering quickly.
     let took = assert_degraded(&service, None).await;
@@ -62,9 +60,10 @@ async fn the_service_starts_without_its_database_and_rides_out_an_outage() {
 
     // 2. PostgreSQL appears: ready without a restart.
     pg.start();
-    eventually(Duration::from_secs(60), "ready once PostgreSQL is up", || async {
+    eventually("ready once PostgreSQL is up", || async {
         status(&service, "/readyz").await == 200
     })
+    .within(Duration::from_secs(60))
     .await;
     let address = email("outage");
     let (_, body, _) = service

@@ -17,7 +17,7 @@ use webauthn_authenticator_rs::{WebauthnAuthenticator, softpasskey::SoftPasskey}
 use webauthn_rs::prelude::Url;
 use webauthn_rs_core::proto::{CreationChallengeResponse, RequestChallengeResponse};
 
-use crate::helpers::{PASSWORD, TEST_MFA_KEY, TestApp, claims, code, email, send};
+use crate::support::{PASSWORD, TEST_MFA_KEY, TestApp, claims, code, email, send};
 
 /// `PUBLIC_URL`'s default, hence the default relying party: id `localhost`.
 const ORIGIN: &str = "http://localhost:3000";
@@ -473,7 +473,7 @@ async fn removing_never_removes_the_last_way_to_sign_in() {
     let audited = |kind: &'static str| {
         let app = &app;
         async move {
-            crate::support_abuse::count(
+            crate::support::count(
                 app,
                 &format!("select count(*) as n from audit_events where type = '{kind}'"),
             )
@@ -502,7 +502,7 @@ async fn removing_never_removes_the_last_way_to_sign_in() {
 
 #[tokio::test]
 async fn adding_and_removing_need_a_recent_sign_in() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("STEP_UP_MAX_AGE", "1s")]).await;
+    let app = TestApp::builder().env("STEP_UP_MAX_AGE", "1s").spawn().await;
     let judy = holder(&app, "passkey-step-up").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let body = app.graphql_as(&judy.access, BEGIN_REGISTRATION, json!({})).await;

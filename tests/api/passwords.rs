@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use axum::{
     Router,
     extract::{Path, State},
@@ -16,7 +15,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{REGISTER, TestApp, code, email};
+use crate::support::{REGISTER, TestApp, TestAppBuilder, code, email};
 
 /// What the fake range service does with a lookup.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,10 +93,9 @@ async fn range_server() -> (SocketAddr, Range) {
     (addr, state)
 }
 
-async fn spawn(vars: &[(&str, &str)]) -> TestApp {
-    let mut all = vec![("THROTTLE_REGISTER_ADDRESS", "off")];
-    all.extend_from_slice(vars);
-    TestApp::spawn_with(KeyAlgorithm::Es256, &all).await
+/// An app that registers as many accounts as a test needs from one address.
+fn app() -> TestAppBuilder {
+    TestApp::builder().env("THROTTLE_REGISTER_ADDRESS", "off")
 }
 
 async fn register(app: &TestApp, password: &str) -> Value {
@@ -119,7 +117,7 @@ fn refused_as_guessable(body: &Value, password: &str) {
 
 #[tokio::test]
 async fn common_passwords_dressed_up_are_refused_with_a_reason() {
-    let app = spawn(&[]).await;
+    let app = app().spawn().await;
     for password in [
         "qwertyuiopasdf",
         "Qwerty123!",
@@ -137,7 +135,7 @@ async fn common_passwords_dressed_up_are_refused_with_a_reason() {
 async fn breached_passwords_are_refused_and_only_a_hash_prefix_leaves() {
     let (addr, range) = range_server().await;
     let url = format!("http://{addr}/range");
-    let app = spawn(&[("PASSWORDS_BREACH_CHECK_URL", &url)]).await;
+    let app = app().env("PASSWORDS_BREACH_CHECK_URL", &url).spawn().await;
     refused_as_guessable(&register(&app, BREACHED).await, BREACHED);
     // Present in the answer only as padding (count 0): not breached.
     let body = register(&app, PADDED).await;
@@ -169,7 +167,7 @@ async fn breached_passwords_are_refused_and_only_a_hash_prefix_leaves() {
 async fn a_slow_or_broken_range_service_fails_open_behind_a_breaker() {
     let (addr, range) = range_server().await;
     let url = format!("http://{addr}/range");
-    let app = spawn(&[("PASSWORDS_BREACH_CHECK_URL", &url)]).await;
+    let app = app().env("PASSWORDS_BREACH_CHECK_URL", &url).spawn().await;
     *range.mode.lock().unwrap() = Mode::Slow;
     let started = Instant::now();
     let body = register(&app, BREACHED).await;
@@ -200,7 +198,7 @@ async fn an_unreachable_range_service_fails_open() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = format!("http://{addr}/range");
-    let app = spawn(&[("PASSWORDS_BREACH_CHECK_URL", &url)]).await;
+    let app = app().env("PASSWORDS_BREACH_CHECK_URL", &url).spawn().await;
     let body = register(&app, BREACHED).await;
     assert!(body["errors"].is_null(), "{body}");
 }

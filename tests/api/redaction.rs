@@ -8,15 +8,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use axum::{body::Body, http::Request};
 use serde_json::{Value, json};
 use tracing_subscriber::{filter::LevelFilter, fmt, fmt::format::FmtSpan, prelude::*};
 
 use crate::{
-    helpers::{LOGIN, ME, REGISTER, TestApp, TestResponse},
-    smtp_sink::SmtpSink,
-    support_mail::{GRACE, count, eventually, start_worker},
+    support::{
+        GRACE, LOGIN, ME, REFRESH, REGISTER, REQUEST_RESET, REQUEST_VERIFICATION, RESET, SmtpSink, TestApp,
+        TestResponse, VERIFY, count, eventually, start_worker,
+    },
     webhooks::{Receiver, SECRET as WEBHOOK_SECRET, start_worker as start_webhooks},
 };
 
@@ -79,13 +79,8 @@ impl Seen {
 const SECOND_PASSWORD: &str = "Narwhal-Tamarind-3390-Quill";
 const THIRD_PASSWORD: &str = "Ocelot-Persimmon-5128-Vane";
 
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
-const REQUEST_VERIFICATION: &str = "mutation { requestEmailVerification }";
-const VERIFY: &str = "mutation($t: String!) { verifyEmail(token: $t) }";
 const CHANGE: &str =
     "mutation($input: ChangePasswordInput!) { changePassword(input: $input) { accessToken refreshToken } }";
-const REQUEST_RESET: &str = "mutation($e: String!) { requestPasswordReset(email: $e) }";
-const RESET: &str = "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) }";
 const DELETE: &str = "mutation($p: String!) { deleteAccount(password: $p) }";
 
 fn bearer(token: &str) -> String {
@@ -102,20 +97,17 @@ fn field<'a>(response: &'a TestResponse, mutation: &str, name: &str) -> &'a str 
 async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     let sink = SmtpSink::start().await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("SMTP_URL", &sink.url()),
-            // Every event is pushed too: webhook bodies and the webhook worker's logs
-            // are searched like the rest.
-            ("WEBHOOK_ENDPOINTS", &receiver.url()),
-            ("WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h"),
-            // A rotated refresh token presented again is reuse at once.
-            ("REFRESH_GRACE_SECONDS", "0"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .mail_to(&sink)
+        // Every event is pushed too: webhook bodies and the webhook worker's logs are
+        // searched like the rest.
+        .env("WEBHOOK_ENDPOINTS", &receiver.url())
+        .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h")
+        // A rotated refresh token presented again is reuse at once.
+        .env("REFRESH_GRACE_SECONDS", "0")
+        .spawn()
+        .await;
     let capture = Capture::default();
     let writer = {
         let capture = capture.clone();
@@ -228,8 +220,8 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     );
     let verify_token = sink.wait_for(2).await[1].token("/verify-email");
     seen.secrets.push(verify_token.clone());
-    seen.response(&app.post(VERIFY, json!({ "t": verify_token }), &[]).await);
-    seen.response(&app.post(VERIFY, json!({ "t": verify_token }), &[]).await);
+    seen.response(&app.post(VERIFY, json!({ "token": verify_token }), &[]).await);
+    seen.response(&app.post(VERIFY, json!({ "token": verify_token }), &[]).await);
 
     // Password change: a wrong current password, then the right one.
     let change =
@@ -253,7 +245,7 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     assert!(changed.body["errors"].is_null(), "{}", changed.text);
 
     // Reset: a link by mail, a new password with it, a login with that.
-    seen.response(&app.post(REQUEST_RESET, json!({ "e": mixed_case }), &[]).await);
+    seen.response(&app.post(REQUEST_RESET, json!({ "email": mixed_case }), &[]).await);
     let reset_token = sink.wait_for(3).await[2].token("/reset-password");
     seen.secrets.push(reset_token.clone());
     let reset = json!({ "input": { "token": reset_token, "newPassword": THIRD_PASSWORD } });

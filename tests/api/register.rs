@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, REGISTER, TestApp, claims, code, email};
+use crate::support::{PASSWORD, REGISTER, TestApp, claims, code, email};
 
 #[tokio::test]
 async fn register_returns_a_token_pair_and_the_private_user() {

@@ -5,21 +5,12 @@ use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::{
-    helpers::{LOGIN, ME, PASSWORD, REGISTER, TestDb, code, email},
-    sessions::REFRESH,
-    support_process::Service,
-};
+use crate::support::{LOGIN, ME, PASSWORD, REFRESH, REGISTER, REQUEST_RESET, Service, TestDb, code, email};
 
 /// Two production replicas sharing a database and a signing key.
 pub fn two_replicas(db: &TestDb) -> (Service, Service) {
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let vars = [
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_KEYS", pem.expose_secret()),
-    ];
-    (Service::spawn(&vars), Service::spawn(&vars))
+    let replica = Service::builder().production(&db.url);
+    (replica.spawn(), replica.spawn())
 }
 
 fn bearer(token: &Value) -> String {
@@ -136,7 +127,7 @@ async fn json_logs_carry_request_and_user_but_no_secrets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_mid_rotation_accept_each_others_tokens() {
     let db = TestDb::create();
-    let dir = crate::support_process::TempDir::new("keys");
+    let dir = crate::support::TempDir::new("keys");
     let (old, new) = (dir.0.join("keys.pem"), dir.0.join("next.pem"));
     for path in [&old, &new] {
         let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
@@ -147,11 +138,11 @@ async fn replicas_mid_rotation_accept_each_others_tokens() {
     };
     let (old_first, new_first) = (keys(&old, &new), keys(&new, &old));
     let replica = |keys: &str| {
-        Service::spawn(&[
-            ("APP_ENV", "production"),
-            ("DATABASE_URL", db.url.as_str()),
-            ("JWT_KEYS", keys),
-        ])
+        Service::builder()
+            .env("APP_ENV", "production")
+            .env("DATABASE_URL", &db.url)
+            .env("JWT_KEYS", keys)
+            .spawn()
     };
     let (a, b) = (replica(&old_first), replica(&new_first));
     let (_, jwks_a) = a.get("/.well-known/jwks.json").await;
@@ -197,15 +188,11 @@ async fn replicas_mid_rotation_accept_each_others_tokens() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_rotation_and_reuse_detection_span_replicas() {
     let db = TestDb::create();
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let vars = [
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_KEYS", pem.expose_secret()),
+    let replica = Service::builder()
+        .production(&db.url)
         // No grace: a replay is reuse at once, without waiting in the test.
-        ("REFRESH_GRACE_SECONDS", "0"),
-    ];
-    let (a, b) = (Service::spawn(&vars), Service::spawn(&vars));
+        .env("REFRESH_GRACE_SECONDS", "0");
+    let (a, b) = (replica.spawn(), replica.spawn());
     let address = email("replica-refresh");
     let (_, registered, _) = a
         .graphql(
@@ -258,15 +245,12 @@ async fn refresh_rotation_and_reuse_detection_span_replicas() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_outbox_and_breaker_show_in_metrics() {
     let db = TestDb::create();
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let service = Service::spawn(&[
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_KEYS", pem.expose_secret()),
+    let service = Service::builder()
+        .production(&db.url)
         // Nothing listens there: every delivery fails at once.
-        ("SMTP_URL", "smtp://127.0.0.1:9"),
-        ("MAIL_POLL_INTERVAL", "1"),
-    ]);
+        .env("SMTP_URL", "smtp://127.0.0.1:9")
+        .env("MAIL_POLL_INTERVAL", "1")
+        .spawn();
     let address = email("mail-metrics");
     service
         .graphql(
@@ -276,26 +260,18 @@ async fn mail_outbox_and_breaker_show_in_metrics() {
         )
         .await;
     let (_, body, _) = service
-        .graphql(
-            "mutation($e: String!) { requestPasswordReset(email: $e) }",
-            json!({ "e": address }),
-            &[],
-        )
+        .graphql(REQUEST_RESET, json!({ "email": address }), &[])
         .await;
     assert_eq!(body["data"]["requestPasswordReset"], true, "{body}");
-    crate::support_process::eventually(
-        std::time::Duration::from_secs(30),
-        "a failed delivery and a pending mail in /metrics",
-        || async {
-            let (_, text) = service.get("/metrics").await;
-            text.contains("authgraph_mail_deliveries_total{outcome=\"failed\"}")
-                && text
-                    .lines()
-                    .any(|l| l.starts_with("authgraph_mail_outbox_depth ") && !l.ends_with(" 0"))
-                && text.contains("authgraph_mail_breaker_state{state=\"closed\"}")
-                && text.contains("authgraph_mail_outbox_oldest_age_seconds")
-        },
-    )
+    crate::support::eventually("a failed delivery and a pending mail in /metrics", || async {
+        let (_, text) = service.get("/metrics").await;
+        text.contains("authgraph_mail_deliveries_total{outcome=\"failed\"}")
+            && text
+                .lines()
+                .any(|l| l.starts_with("authgraph_mail_outbox_depth ") && !l.ends_with(" 0"))
+            && text.contains("authgraph_mail_breaker_state{state=\"closed\"}")
+            && text.contains("authgraph_mail_outbox_oldest_age_seconds")
+    })
     .await;
     let lines = service.json_lines();
     assert!(
@@ -313,14 +289,10 @@ async fn mail_outbox_and_breaker_show_in_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn login_throttling_counts_attempts_made_on_both_replicas() {
     let db = TestDb::create();
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let vars = [
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_KEYS", pem.expose_secret()),
-        ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h"),
-    ];
-    let (a, b) = (Service::spawn(&vars), Service::spawn(&vars));
+    let replica = Service::builder()
+        .production(&db.url)
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h");
+    let (a, b) = (replica.spawn(), replica.spawn());
     let address = email("replica-throttle");
     a.graphql(
         REGISTER,

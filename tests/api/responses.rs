@@ -5,7 +5,7 @@ use axum::{body::Body, http::Request};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::helpers::{LOGIN, PASSWORD, TestApp, code, email};
+use crate::support::{LOGIN, PASSWORD, TestApp, code, email};
 
 const OTHER_USER: &str = "query($id: ID!) { user(id: $id) { id email sessions { id } } }";
 
@@ -259,14 +259,10 @@ fn no_variable_makes_an_internal_error() {
 
 #[tokio::test]
 async fn a_request_past_request_timeout_is_cancelled_and_writes_nothing() {
-    let app = TestApp::spawn_with(
-        authgraph::auth::jwt::KeyAlgorithm::Es256,
-        &[("REQUEST_TIMEOUT", "1ms")],
-    )
-    .await;
+    let app = TestApp::builder().env("REQUEST_TIMEOUT", "1ms").spawn().await;
     let body = app
         .graphql(
-            crate::helpers::REGISTER,
+            crate::support::REGISTER,
             json!({ "input": { "email": email("slow"), "password": PASSWORD } }),
         )
         .await;
@@ -274,7 +270,7 @@ async fn a_request_past_request_timeout_is_cancelled_and_writes_nothing() {
     assert!(body.get("data").is_none() || body["data"].is_null(), "{body}");
     // Cancelled before its transaction committed: no user, no session, no mail.
     for table in ["users", "sessions", "outbox"] {
-        let n = crate::support_abuse::count(&app, &format!("select count(*) as n from {table}")).await;
+        let n = crate::support::count(&app, &format!("select count(*) as n from {table}")).await;
         assert_eq!(n, 0, "{table} has a row from a cancelled request");
     }
 }

@@ -6,11 +6,7 @@ use std::time::Duration;
 use authgraph::{config::RetentionConfig, db::retention::LOCK_KEY, retention::Pruned};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::{
-    helpers::{TestApp, TestDb},
-    support_mail::{count, text},
-    support_process::{Service, eventually},
-};
+use crate::support::{Service, TestApp, TestDb, count, eventually, text};
 
 const USER: &str = "00000000-0000-0000-0000-0000000000aa";
 
@@ -210,9 +206,12 @@ async fn the_prune_queries_use_their_indexes() {
 async fn serve_runs_the_job_and_stops_it_at_shutdown() {
     let db = TestDb::create();
     seed(&db.url).await;
-    let mut service = Service::spawn(&[("DATABASE_URL", db.url.as_str()), ("RETENTION_INTERVAL", "1s")]);
+    let mut service = Service::builder()
+        .env("DATABASE_URL", &db.url)
+        .env("RETENTION_INTERVAL", "1s")
+        .spawn();
     let url = db.url.clone();
-    eventually(Duration::from_secs(30), "the old sessions are pruned", || {
+    eventually("the old sessions are pruned", || {
         let url = url.clone();
         async move {
             let mut conn = AsyncPgConnection::establish(&url).await.unwrap();

@@ -3,12 +3,11 @@
 //! soup. None may panic or answer 500, every error carries a code, and no error echoes a
 //! value it was sent.
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use axum::{body::Body, http::Request};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use serde_json::{Value, json};
 
-use crate::helpers::{LOGIN, REGISTER, TestApp};
+use crate::support::{LOGIN, REGISTER, TestApp};
 
 /// Written into values only (never names), so any echo of a value is caught.
 const MARKER: &str = "Mkr9Zq";
@@ -312,7 +311,7 @@ fn generate(rng: &mut StdRng) -> Request<Body> {
 
 #[tokio::test]
 async fn thousands_of_malformed_requests_get_coded_answers_and_no_500() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("HTTP_RATE_LIMIT", "off")]).await;
+    let app = TestApp::builder().env("HTTP_RATE_LIMIT", "off").spawn().await;
     let mut rng = StdRng::seed_from_u64(0x5eed_ab05e);
     let mut statuses = std::collections::BTreeMap::new();
     for n in 0..REQUESTS {

@@ -6,12 +6,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 use tracing_subscriber::prelude::*;
 
-use crate::helpers::{PASSWORD, TestApp, code, email};
-use crate::support_abuse::{login_via, post_via, router_from};
+use crate::support::{PASSWORD, TestApp, code, email, login_via, post_via, router_from};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -56,15 +54,12 @@ fn assert_named(lines: &[Value], what: &str, address: &str, user: Option<&str>) 
 
 #[tokio::test(flavor = "current_thread")]
 async fn security_events_name_the_client_address_and_the_user() {
-    let app = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[
-            ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h"),
-            ("THROTTLE_TOKEN_ADDRESS", "1/1h,1h..1h"),
-            ("REFRESH_GRACE_SECONDS", "0"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h")
+        .env("THROTTLE_TOKEN_ADDRESS", "1/1h,1h..1h")
+        .env("REFRESH_GRACE_SECONDS", "0")
+        .spawn()
+        .await;
     let capture = Capture::default();
     let writer = {
         let capture = capture.clone();
@@ -126,11 +121,11 @@ async fn security_events_name_the_client_address_and_the_user() {
         Some(&user_id),
     );
     // The HTTP limit's refusals too.
-    let tight = TestApp::spawn_with(
-        KeyAlgorithm::Es256,
-        &[("HTTP_RATE_LIMIT", "1/h"), ("HTTP_RATE_LIMIT_BURST", "1")],
-    )
-    .await;
+    let tight = TestApp::builder()
+        .env("HTTP_RATE_LIMIT", "1/h")
+        .env("HTTP_RATE_LIMIT_BURST", "1")
+        .spawn()
+        .await;
     let flooder = router_from(&tight, "198.51.100.77:9");
     for _ in 0..2 {
         post_via(&flooder, "{ __typename }", json!({}), &[]).await;

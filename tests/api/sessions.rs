@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use serde_json::{Value, json};
 
-use crate::helpers::{ME, PASSWORD, TestApp, claims, code, email};
+use crate::support::{ME, PASSWORD, REFRESH, TestApp, claims, code, email};
 
-pub const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken expiresIn user { id email } } }";
 const SESSIONS: &str = "{ me { sessions { id current } } }";
 
 async fn refresh(app: &TestApp, token: &str) -> Value {
@@ -80,7 +78,7 @@ async fn an_expired_refresh_token_is_invalid() {
 
 #[tokio::test]
 async fn the_absolute_lifetime_caps_every_refresh() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("SESSION_MAX_LIFETIME", "1h")]).await;
+    let app = TestApp::builder().env("SESSION_MAX_LIFETIME", "1h").spawn().await;
     let registered = app.register(&email("abs"), PASSWORD).await;
     let token = registered["refreshToken"].as_str().unwrap();
     let (access, next) = pair(&refresh(&app, token).await);
@@ -98,7 +96,7 @@ async fn the_absolute_lifetime_caps_every_refresh() {
 
 #[tokio::test]
 async fn reuse_after_rotation_revokes_the_whole_session() {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, &[("REFRESH_GRACE_SECONDS", "0")]).await;
+    let app = TestApp::builder().env("REFRESH_GRACE_SECONDS", "0").spawn().await;
     let registered = app.register(&email("reuse"), PASSWORD).await;
     let first = registered["refreshToken"].as_str().unwrap();
     let (access, second) = pair(&refresh(&app, first).await);
@@ -155,7 +153,7 @@ async fn race(app: Arc<TestApp>, token: &str, n: usize) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_refreshes_inside_the_grace_window_all_get_one_pair() {
     for n in [2, 10] {
-        let app = Arc::new(TestApp::spawn_with(KeyAlgorithm::Es256, &[("DATABASE_POOL_SIZE", "12")]).await);
+        let app = Arc::new(TestApp::builder().env("DATABASE_POOL_SIZE", "12").spawn().await);
         let registered = app.register(&email("race"), PASSWORD).await;
         let results = race(app.clone(), registered["refreshToken"].as_str().unwrap(), n).await;
         let pairs: Vec<_> = results.iter().map(pair).collect();
@@ -177,11 +175,11 @@ async fn concurrent_refreshes_inside_the_grace_window_all_get_one_pair() {
 async fn concurrent_refreshes_outside_the_grace_window_revoke_the_session() {
     for n in [2, 10] {
         let app = Arc::new(
-            TestApp::spawn_with(
-                KeyAlgorithm::Es256,
-                &[("DATABASE_POOL_SIZE", "12"), ("REFRESH_GRACE_SECONDS", "0")],
-            )
-            .await,
+            TestApp::builder()
+                .env("DATABASE_POOL_SIZE", "12")
+                .env("REFRESH_GRACE_SECONDS", "0")
+                .spawn()
+                .await,
         );
         let registered = app.register(&email("race0"), PASSWORD).await;
         let results = race(app.clone(), registered["refreshToken"].as_str().unwrap(), n).await;

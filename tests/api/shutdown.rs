@@ -2,30 +2,13 @@
 
 use std::time::Duration;
 
-use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
-use secrecy::ExposeSecret;
 use serde_json::json;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 
-use crate::{
-    helpers::{PASSWORD, REGISTER, TestDb, email},
-    support_process::{Service, eventually},
-};
-
-/// A production-mode service on its own test database.
-fn production(db: &TestDb, extra: &[(&str, &str)]) -> Service {
-    let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
-    let mut vars = vec![
-        ("APP_ENV", "production"),
-        ("DATABASE_URL", db.url.as_str()),
-        ("JWT_KEYS", pem.expose_secret()),
-    ];
-    vars.extend_from_slice(extra);
-    Service::spawn(&vars)
-}
+use crate::support::{PASSWORD, REGISTER, Service, TestDb, email, eventually};
 
 /// Opens a connection and sends a request's head with `Expect: 100-continue`; once the
 /// server answers `100 Continue`, its handler is running and waiting for the body.
@@ -62,7 +45,7 @@ async fn refuses_connections(service: &Service) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let db = TestDb::create();
-    let mut service = production(&db, &[]);
+    let mut service = Service::builder().production(&db.url).spawn();
     let address = email("shutdown");
     let body = json!({
         "query": REGISTER,
@@ -72,10 +55,9 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
     let mut stream = request_in_flight(&service, body.len()).await;
 
     service.sigterm();
-    eventually(Duration::from_secs(10), "stops accepting connections", || {
-        refuses_connections(&service)
-    })
-    .await;
+    eventually("stops accepting connections", || refuses_connections(&service))
+        .within(Duration::from_secs(10))
+        .await;
 
     // The slow client finally sends its body: the request is still served in full.
     stream.write_all(body.as_bytes()).await.unwrap();
@@ -116,7 +98,10 @@ async fn sigterm_finishes_the_request_in_flight_then_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_timeout_bounds_a_request_that_never_finishes() {
     let db = TestDb::create();
-    let mut service = production(&db, &[("SHUTDOWN_TIMEOUT", "1s")]);
+    let mut service = Service::builder()
+        .production(&db.url)
+        .env("SHUTDOWN_TIMEOUT", "1s")
+        .spawn();
     // This client never sends its body.
     let _stuck = request_in_flight(&service, 100).await;
     service.sigterm();

@@ -3,12 +3,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, claims, code, email};
-use crate::support_oidc::{FakeProvider, Person, REDIRECT_URI, Tweaks};
+use crate::support::{
+    FakeProvider, PASSWORD, Person, REDIRECT_URI, TestApp, Tweaks, claims, code, email, reset_password,
+};
 
 const START: &str = "mutation($p: String!, $r: String!, $c: String!, $l: Boolean!) {
   startOAuth(provider: $p, redirectUri: $r, codeChallenge: $c, link: $l) { authorizationUrl }
@@ -46,9 +46,7 @@ impl Pkce {
 }
 
 async fn spawn(provider: &FakeProvider, trust_email: bool) -> TestApp {
-    let env = provider.env(trust_email);
-    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    TestApp::spawn_with(KeyAlgorithm::Es256, &vars).await
+    TestApp::builder().envs(provider.env(trust_email)).spawn().await
 }
 
 async fn start(app: &TestApp, token: Option<&str>, provider: &str, pkce: &Pkce, link: bool) -> Value {
@@ -422,13 +420,13 @@ async fn a_signed_in_user_links_and_unlinks_identities_but_keeps_one_way_in() {
     // Password left: unlinking works.
     let body = app.graphql_as(&token, UNLINK, json!({ "id": identity_id })).await;
     assert_eq!(body["data"]["unlinkIdentity"], true, "{body}");
-    let unlinked = crate::support_abuse::count(
+    let unlinked = crate::support::count(
         &app,
         "select count(*) as n from audit_events where type = 'identity.unlinked'",
     )
     .await;
     assert_eq!(unlinked, 1, "the unlink is in the audit log");
-    let linked = crate::support_abuse::count(
+    let linked = crate::support::count(
         &app,
         "select count(*) as n from audit_events where type = 'identity.linked'",
     )
@@ -520,32 +518,7 @@ async fn a_social_only_user_sets_a_password_through_the_reset_flow() {
     let app = spawn(&provider, true).await;
     let address = email("reset-social");
     payload(&sign_in(&app, &provider, "acme", &Person::new(&address, true)).await);
-    let requested = app
-        .graphql(
-            "mutation($email: String!) { requestPasswordReset(email: $email) }",
-            json!({ "email": address }),
-        )
-        .await;
-    assert_eq!(requested["data"]["requestPasswordReset"], true, "{requested}");
-    let body = crate::support_mail::text(
-        &app,
-        "select body_text as t from outbox where kind = 'reset_password'",
-    )
-    .await;
-    let token = body
-        .split("reset-password?token=")
-        .nth(1)
-        .unwrap()
-        .split(|c: char| c.is_whitespace())
-        .next()
-        .unwrap();
-    let reset = app
-        .graphql(
-            "mutation($input: ResetPasswordInput!) { resetPassword(input: $input) }",
-            json!({ "input": { "token": token, "newPassword": PASSWORD } }),
-        )
-        .await;
-    assert_eq!(reset["data"]["resetPassword"], true, "{reset}");
+    reset_password(&app, &address, PASSWORD).await;
     let login = app.login(&address, PASSWORD).await;
     assert!(login["errors"].is_null(), "{login}");
     // Now a password is a second way in: the identity can go.

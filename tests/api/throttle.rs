@@ -8,14 +8,12 @@ use authgraph::{
 use axum::extract::connect_info::MockConnectInfo;
 use serde_json::{Value, json};
 
-use crate::helpers::{CLIENT, PASSWORD, REGISTER, TestApp, code, email};
-use crate::support_abuse::{count, count_code, login_via, post_via, router_from, sessions};
+use crate::support::{
+    CLIENT, PASSWORD, REFRESH, REGISTER, REQUEST_RESET, RESET, TestApp, VERIFY, code, count, count_code,
+    email, login_via, post_via, router_from, sessions,
+};
 
 const WRONG: &str = "not the password at all";
-
-async fn spawn(vars: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_with(KeyAlgorithm::Es256, vars).await
-}
 
 fn retry_after(body: &Value) -> u64 {
     body["errors"][0]["extensions"]["retryAfter"]
@@ -25,7 +23,10 @@ fn retry_after(body: &Value) -> u64 {
 
 #[tokio::test]
 async fn past_the_limit_even_the_right_password_waits() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,10m..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,10m..1h")
+        .spawn()
+        .await;
     let address = email("locked");
     app.register(&address, PASSWORD).await;
     for _ in 0..3 {
@@ -43,7 +44,10 @@ async fn past_the_limit_even_the_right_password_waits() {
 
 #[tokio::test]
 async fn waits_grow_with_every_attempt_past_the_limit() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,60s..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,60s..1h")
+        .spawn()
+        .await;
     let address = email("grow");
     app.register(&address, PASSWORD).await;
     let mut waits = Vec::new();
@@ -62,7 +66,10 @@ async fn waits_grow_with_every_attempt_past_the_limit() {
 
 #[tokio::test]
 async fn a_flood_from_one_address_does_not_lock_the_owner_out_elsewhere() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "5/24h,1h..1h")
+        .spawn()
+        .await;
     let address = email("owner");
     app.register(&address, PASSWORD).await;
     let attacker = router_from(&app, "198.51.100.66:5000");
@@ -84,11 +91,11 @@ async fn a_flood_from_one_address_does_not_lock_the_owner_out_elsewhere() {
 
 #[tokio::test]
 async fn many_addresses_together_reach_the_account_limit() {
-    let app = spawn(&[
-        ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/24h,1h..1h"),
-        ("THROTTLE_LOGIN_ACCOUNT", "7/24h,1h..1h"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/24h,1h..1h")
+        .env("THROTTLE_LOGIN_ACCOUNT", "7/24h,1h..1h")
+        .spawn()
+        .await;
     let address = email("distributed");
     app.register(&address, PASSWORD).await;
     let mut guessed = 0;
@@ -107,7 +114,10 @@ async fn many_addresses_together_reach_the_account_limit() {
 
 #[tokio::test]
 async fn unknown_emails_are_throttled_exactly_like_accounts() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,5m..5m")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,5m..5m")
+        .spawn()
+        .await;
     let known = email("known");
     app.register(&known, PASSWORD).await;
     let unknown = email("unknown");
@@ -126,7 +136,10 @@ async fn unknown_emails_are_throttled_exactly_like_accounts() {
 
 #[tokio::test]
 async fn the_right_password_clears_the_account_counts() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let address = email("clear");
     app.register(&address, PASSWORD).await;
     for _ in 0..2 {
@@ -149,7 +162,10 @@ async fn the_right_password_clears_the_account_counts() {
 
 #[tokio::test]
 async fn replicas_share_the_counts() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let address = email("replica");
     app.register(&address, PASSWORD).await;
     // A second replica: its own process state, keys and router; the same database.
@@ -164,7 +180,10 @@ async fn replicas_share_the_counts() {
 
 #[tokio::test]
 async fn concurrent_attempts_never_pass_the_limit_together() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let address = email("race");
     app.register(&address, PASSWORD).await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -184,7 +203,10 @@ async fn concurrent_attempts_never_pass_the_limit_together() {
 
 #[tokio::test]
 async fn one_address_spraying_many_accounts_is_stopped() {
-    let app = spawn(&[("THROTTLE_LOGIN_ADDRESS", "4/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ADDRESS", "4/1h,1h..1h")
+        .spawn()
+        .await;
     for n in 0..4 {
         assert_eq!(
             code(&app.login(&email(&format!("spray{n}")), WRONG).await),
@@ -204,7 +226,10 @@ async fn one_address_spraying_many_accounts_is_stopped() {
 
 #[tokio::test]
 async fn registrations_are_limited_per_address() {
-    let app = spawn(&[("THROTTLE_REGISTER_ADDRESS", "2/1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_REGISTER_ADDRESS", "2/1h")
+        .spawn()
+        .await;
     app.register(&email("reg1"), PASSWORD).await;
     app.register(&email("reg2"), PASSWORD).await;
     let vars = |tag: &str| json!({ "input": { "email": email(tag), "password": PASSWORD } });
@@ -230,12 +255,12 @@ async fn registrations_are_limited_per_address() {
 
 #[tokio::test]
 async fn limits_that_are_off_count_nothing() {
-    let app = spawn(&[
-        ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "off"),
-        ("THROTTLE_LOGIN_ACCOUNT", "off"),
-        ("THROTTLE_LOGIN_ADDRESS", "off"),
-    ])
-    .await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "off")
+        .env("THROTTLE_LOGIN_ACCOUNT", "off")
+        .env("THROTTLE_LOGIN_ADDRESS", "off")
+        .spawn()
+        .await;
     let address = email("off");
     app.register(&address, PASSWORD).await;
     for _ in 0..7 {
@@ -251,11 +276,12 @@ async fn limits_that_are_off_count_nothing() {
     );
 }
 
-const REFRESH: &str = "mutation($t: String) { refresh(refreshToken: $t) { accessToken refreshToken } }";
-
 #[tokio::test]
 async fn guessing_tokens_is_limited_per_address_and_good_tokens_do_not_count() {
-    let app = spawn(&[("THROTTLE_TOKEN_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_TOKEN_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let registered = app.register(&email("tokens"), PASSWORD).await;
     // Good tokens, many times: each attempt is given back.
     let mut token = registered["refreshToken"].as_str().unwrap().to_owned();
@@ -274,13 +300,10 @@ async fn guessing_tokens_is_limited_per_address_and_good_tokens_do_not_count() {
     // unusable ones wait for it (see bystanders.rs for a good one passing).
     for (query, vars) in [
         (REFRESH, json!({ "t": "another guess" })),
+        (VERIFY, json!({ "token": "guess" })),
         (
-            "mutation($t: String!) { verifyEmail(token: $t) }",
-            json!({ "t": "guess" }),
-        ),
-        (
-            "mutation($i: ResetPasswordInput!) { resetPassword(input: $i) }",
-            json!({ "i": { "token": "guess", "newPassword": "a fresh passphrase here" } }),
+            RESET,
+            json!({ "input": { "token": "guess", "newPassword": "a fresh passphrase here" } }),
         ),
     ] {
         assert_eq!(code(&app.graphql(query, vars).await), "RATE_LIMITED");
@@ -294,23 +317,30 @@ async fn guessing_tokens_is_limited_per_address_and_good_tokens_do_not_count() {
 
 #[tokio::test]
 async fn reset_requests_are_limited_per_recipient_known_or_not() {
-    let app = spawn(&[("THROTTLE_EMAIL_RECIPIENT", "2/1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_EMAIL_RECIPIENT", "2/1h")
+        .spawn()
+        .await;
     let known = email("reset-known");
     app.register(&known, PASSWORD).await;
-    let request = "mutation($e: String!) { requestPasswordReset(email: $e) }";
     for address in [known.clone(), email("reset-unknown")] {
         for _ in 0..2 {
-            let body = app.graphql(request, json!({ "e": address })).await;
+            let body = app.graphql(REQUEST_RESET, json!({ "email": address })).await;
             assert_eq!(body["data"]["requestPasswordReset"], true, "{body}");
         }
-        let body = app.graphql(request, json!({ "e": address.to_uppercase() })).await;
+        let body = app
+            .graphql(REQUEST_RESET, json!({ "email": address.to_uppercase() }))
+            .await;
         assert_eq!(code(&body), "RATE_LIMITED", "{body}");
     }
 }
 
 #[tokio::test]
 async fn current_password_guesses_share_the_login_limit() {
-    let app = spawn(&[("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")]).await;
+    let app = TestApp::builder()
+        .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "3/1h,1h..1h")
+        .spawn()
+        .await;
     let address = email("change");
     let registered = app.register(&address, PASSWORD).await;
     let access = registered["accessToken"].as_str().unwrap();

@@ -6,25 +6,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use authgraph::auth::jwt::KeyAlgorithm;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
 
-use crate::helpers::TestApp;
+use crate::support::{TestApp, TestAppBuilder};
 
-async fn serve(vars: &[(&str, &str)]) -> (TestApp, SocketAddr) {
-    let app = TestApp::spawn_with(KeyAlgorithm::Es256, vars).await;
+async fn serve(app: TestAppBuilder) -> (TestApp, SocketAddr) {
+    let app = app.spawn().await;
     let addr = app.serve_tcp().await;
     (app, addr)
 }
 
-const QUICK: [(&str, &str); 3] = [
-    ("HTTP_HEADER_TIMEOUT", "400ms"),
-    ("HTTP_BODY_TIMEOUT", "600ms"),
-    ("HTTP_IDLE_TIMEOUT", "1200ms"),
-];
+fn quick() -> TestAppBuilder {
+    TestApp::builder()
+        .env("HTTP_HEADER_TIMEOUT", "400ms")
+        .env("HTTP_BODY_TIMEOUT", "600ms")
+        .env("HTTP_IDLE_TIMEOUT", "1200ms")
+}
 
 /// Reads until the server closes the connection (or `limit` passes: then `None`);
 /// answers what was read and when the close came.
@@ -73,7 +73,7 @@ async fn one_response(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn unfinished_heads_and_silent_connections_are_closed() {
-    let (_app, addr) = serve(&QUICK).await;
+    let (_app, addr) = serve(quick()).await;
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut half = TcpStream::connect(addr).await.unwrap();
     half.write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
@@ -89,7 +89,7 @@ async fn unfinished_heads_and_silent_connections_are_closed() {
 
 #[tokio::test]
 async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
-    let (_app, addr) = serve(&QUICK).await;
+    let (_app, addr) = serve(quick()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
     let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
@@ -107,7 +107,7 @@ async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
 
 #[tokio::test]
 async fn an_unfinished_body_gets_408_and_the_connection_closes() {
-    let (_app, addr) = serve(&QUICK).await;
+    let (_app, addr) = serve(quick()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
@@ -129,7 +129,7 @@ async fn an_unfinished_body_gets_408_and_the_connection_closes() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
-    let (_app, addr) = serve(&QUICK).await;
+    let (_app, addr) = serve(quick()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -160,7 +160,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
-    let (_app, addr) = serve(&[]).await;
+    let (_app, addr) = serve(TestApp::builder()).await;
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let started = Instant::now();
     stream
@@ -183,7 +183,12 @@ async fn a_declared_length_over_the_limit_is_refused_before_the_body() {
 
 #[tokio::test]
 async fn connections_past_the_cap_wait_for_a_free_slot() {
-    let (_app, addr) = serve(&[("HTTP_MAX_CONNECTIONS", "3"), ("HTTP_HEADER_TIMEOUT", "30s")]).await;
+    let (_app, addr) = serve(
+        TestApp::builder()
+            .env("HTTP_MAX_CONNECTIONS", "3")
+            .env("HTTP_HEADER_TIMEOUT", "30s"),
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut stream = TcpStream::connect(addr).await.unwrap();

@@ -3,7 +3,7 @@
 use axum::{body::Body, http::Request};
 use serde_json::{Value, json};
 
-use crate::helpers::{ME, PASSWORD, REGISTER, TestApp, code, email};
+use crate::support::{ME, PASSWORD, REGISTER, TestApp, code, email};
 
 fn post_raw(content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
     let mut builder = Request::post("/graphql");
@@ -194,14 +194,11 @@ async fn graphiql_is_served_in_development_only() {
         "{}",
         &page.text[..200.min(page.text.len())]
     );
-    let prod = TestApp::spawn_with(
-        authgraph::auth::jwt::KeyAlgorithm::Es256,
-        &[
-            ("APP_ENV", "production"),
-            ("JWT_KEYS", "/unused-because-keys-are-injected"),
-        ],
-    )
-    .await;
+    let prod = TestApp::builder()
+        .env("APP_ENV", "production")
+        .env("JWT_KEYS", "/unused-because-keys-are-injected")
+        .spawn()
+        .await;
     let page = prod
         .request(Request::get("/graphiql").body(Body::empty()).unwrap())
         .await;

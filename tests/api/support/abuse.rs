@@ -1,4 +1,4 @@
-//! Support for the abuse tests: requests from other client addresses, and SQL counts.
+//! Support for the abuse tests: requests from other client addresses, and error codes.
 
 use std::net::SocketAddr;
 
@@ -8,10 +8,12 @@ use axum::{
     extract::connect_info::MockConnectInfo,
     http::{Request, StatusCode},
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::helpers::{LOGIN, TestApp, TestResponse, send};
+use super::{
+    app::{TestApp, TestResponse, send},
+    ops::LOGIN,
+};
 
 /// The real router over `app`'s state, as if every request came from `peer`.
 pub fn router_from(app: &TestApp, peer: &str) -> Router {
@@ -45,31 +47,6 @@ pub async fn login_via(router: &Router, email: &str, password: &str) -> Value {
     .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     response.body
-}
-
-/// The single bigint a query answers, e.g. `select count(*) as n from users`.
-pub async fn count(app: &TestApp, query: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-    diesel::sql_query(query)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
-
-/// Accounts in the database.
-pub async fn users(app: &TestApp) -> i64 {
-    count(app, "select count(*) as n from users").await
-}
-
-/// Sessions in the database (one per successful register or login).
-pub async fn sessions(app: &TestApp) -> i64 {
-    count(app, "select count(*) as n from sessions").await
 }
 
 /// The codes of every error of a response, in order.

@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-use super::support_process::TempDir;
+use super::process::TempDir;
 
 /// A cluster made with `initdb` in a temporary directory; stopped and removed on drop.
 pub struct PgCluster {

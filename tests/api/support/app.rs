@@ -1,18 +1,11 @@
-//! `TestApp`: the real router on its own database, cloned from a migrated template.
+//! `TestApp`: the real router on its own database, started through `TestAppBuilder`; the
+//! request helpers and small assertions every test file uses.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{
-        LazyLock,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::{collections::HashMap, net::SocketAddr};
 
 use authgraph::{
     auth::jwt::{KeyAlgorithm, SigningKey},
     config::Config,
-    db,
     state::AppState,
 };
 use axum::{
@@ -27,120 +20,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-/// Server holding the test databases; `TEST_DATABASE_URL` overrides it.
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-fn db_url(name: &str) -> String {
-    format!("{}/{name}", server_url().trim_end_matches('/'))
-}
-
-/// Runs async set-up or tear-down on a runtime of its own, so it works from any test
-/// runtime and from `Drop`.
-fn block_on_own_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(fut)
-    })
-    .join()
-    .expect("set-up thread panicked")
-}
-
-async fn admin_conn() -> AsyncPgConnection {
-    AsyncPgConnection::establish(&db_url("postgres"))
-        .await
-        .expect("connect to PostgreSQL (is it running?)")
-}
-
-/// Databases of this process are named `authgraph_t<pid>_...`; those of dead processes
-/// (a killed run) are dropped before the template is made.
-static TEMPLATE: LazyLock<String> = LazyLock::new(|| {
-    block_on_own_runtime(async {
-        let pid = std::process::id();
-        let mut conn = admin_conn().await;
-        #[derive(diesel::QueryableByName)]
-        struct Name {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            datname: String,
-        }
-        let stale: Vec<Name> =
-            diesel::sql_query("select datname from pg_database where datname like 'authgraph\\_t%'")
-                .load(&mut conn)
-                .await
-                .unwrap();
-        for Name { datname } in stale {
-            let owner = datname
-                .trim_start_matches("authgraph_t")
-                .split('_')
-                .next()
-                .unwrap_or("");
-            if owner
-                .parse::<u32>()
-                .is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-            {
-                let _ = diesel::sql_query(format!("drop database if exists \"{datname}\" with (force)"))
-                    .execute(&mut conn)
-                    .await;
-            }
-        }
-        let name = format!("authgraph_t{pid}_template");
-        diesel::sql_query(format!("drop database if exists \"{name}\" with (force)"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        diesel::sql_query(format!("create database \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        db::run_migrations(&db_url(&name))
-            .await
-            .expect("migrating the template");
-        name
-    })
-});
-
-static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
-
-/// A database of its own for one test, dropped with it.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub fn create() -> Self {
-        let template = TEMPLATE.clone();
-        let name = format!(
-            "authgraph_t{}_{}",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        );
-        let create = format!("create database \"{name}\" template \"{template}\"");
-        block_on_own_runtime(async move {
-            let mut conn = admin_conn().await;
-            diesel::sql_query(create)
-                .execute(&mut conn)
-                .await
-                .expect("cloning the template");
-        });
-        let url = db_url(&name);
-        Self { name, url }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let drop = format!("drop database if exists \"{}\" with (force)", self.name);
-        block_on_own_runtime(async move {
-            let mut conn = admin_conn().await;
-            let _ = diesel::sql_query(drop).execute(&mut conn).await;
-        });
-    }
-}
+use super::{
+    db::TestDb,
+    ops::{LOGIN, REGISTER},
+};
 
 /// The client address every in-process request comes from.
 pub const CLIENT: SocketAddr = SocketAddr::new(
@@ -172,6 +55,8 @@ pub async fn send(router: &Router, request: Request<Body>) -> TestResponse {
     }
 }
 
+/// The real router over its own database; `TestApp::spawn()`, or `TestApp::builder()` to
+/// set environment variables or the key first.
 pub struct TestApp {
     pub state: AppState,
     pub router: Router,
@@ -180,13 +65,37 @@ pub struct TestApp {
     pub db: TestDb,
 }
 
-impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(KeyAlgorithm::Es256, &[]).await
+/// How a [`TestApp`] starts: the configuration it reads from environment variables (the
+/// documented names, on top of the test defaults) and its signing key's algorithm.
+/// `TestApp::builder().env("STEP_UP_MAX_AGE", "1s").spawn().await`.
+#[derive(Clone)]
+#[must_use = "the app starts only with `.spawn()`"]
+pub struct TestAppBuilder {
+    alg: KeyAlgorithm,
+    env: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    /// Sets an environment variable the configuration is read from (a later one wins).
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
     }
 
-    /// Starts the app with a fresh key of `alg` and extra environment variables.
-    pub async fn spawn_with(alg: KeyAlgorithm, vars: &[(&str, &str)]) -> Self {
+    /// Sets each of `vars`, as [`Self::env`] does.
+    pub fn envs<K: AsRef<str>, V: Into<String>>(self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        vars.into_iter()
+            .fold(self, |builder, (name, value)| builder.env(name.as_ref(), value))
+    }
+
+    /// Signs tokens with a fresh key of `alg` (ES256 unless set).
+    pub fn key(mut self, alg: KeyAlgorithm) -> Self {
+        self.alg = alg;
+        self
+    }
+
+    /// Starts the app on a fresh database cloned from the migrated template.
+    pub async fn spawn(&self) -> TestApp {
         authgraph::telemetry::init_for_tests();
         authgraph::metrics::install();
         let db = TestDb::create();
@@ -196,16 +105,31 @@ impl TestApp {
             ("PASSWORD_HASH_CONCURRENCY".into(), "2".into()),
             ("MFA_ENCRYPTION_KEY".into(), TEST_MFA_KEY.into()),
         ]);
-        env.extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        env.extend(self.env.iter().cloned());
         let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config");
-        let (key, key_pem) = SigningKey::generate(alg).unwrap();
+        let (key, key_pem) = SigningKey::generate(self.alg).unwrap();
         let state = AppState::with_keys(config, vec![key]).unwrap();
         let router = authgraph::app(state.clone()).layer(MockConnectInfo(CLIENT));
-        Self {
+        TestApp {
             state,
             router,
             key_pem,
             db,
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts the app with the test defaults.
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    /// Starts describing an app; `.spawn()` starts it.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            alg: KeyAlgorithm::Es256,
+            env: Vec::new(),
         }
     }
 
@@ -282,22 +206,6 @@ impl TestApp {
         self.key_pem.expose_secret()
     }
 }
-
-pub const REGISTER: &str = "mutation Register($input: RegisterInput!) {
-  register(input: $input) {
-    accessToken refreshToken tokenType expiresIn
-    user { id email emailVerified displayName role createdAt updatedAt }
-  }
-}";
-
-pub const LOGIN: &str = "mutation Login($input: LoginInput!) {
-  login(input: $input) {
-    accessToken refreshToken tokenType expiresIn
-    user { id email role }
-  }
-}";
-
-pub const ME: &str = "query { me { id email displayName role } }";
 
 /// The `extensions.code` of the first error.
 pub fn code(body: &Value) -> &str {

@@ -4,11 +4,14 @@
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
+use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 /// A running service process; killed on drop if still running.
@@ -19,18 +22,52 @@ pub struct Service {
     _dir: TempDir,
 }
 
-impl Service {
-    /// Starts the binary with `vars` on top of a clean configuration (its own working
-    /// directory, so no `.env` is read; `LISTEN_ADDR` on a free port; JSON logs).
-    pub fn spawn(vars: &[(&str, &str)]) -> Self {
-        Self::spawn_bin(None, vars)
+/// How a [`Service`] starts: environment variables on top of a clean configuration (its own
+/// working directory, so no `.env` is read; `LISTEN_ADDR` on a free port; JSON logs), and
+/// which build of the binary. `Service::builder().env("DATABASE_URL", &db.url).spawn()`.
+#[derive(Clone, Default)]
+#[must_use = "the service starts only with `.spawn()`"]
+pub struct ServiceBuilder {
+    bin: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl ServiceBuilder {
+    /// Sets an environment variable of the process (a later one wins).
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_owned(), value.into()));
+        self
     }
 
-    /// [`Service::spawn`] with another build of the binary (a release build, for figures).
-    pub fn spawn_bin(bin: Option<&std::path::Path>, vars: &[(&str, &str)]) -> Self {
+    /// Sets each of `vars`, as [`Self::env`] does.
+    pub fn envs<K: AsRef<str>, V: Into<String>>(self, vars: impl IntoIterator<Item = (K, V)>) -> Self {
+        vars.into_iter()
+            .fold(self, |builder, (name, value)| builder.env(name.as_ref(), value))
+    }
+
+    /// Production mode (`APP_ENV=production`) on the database at `url`, signing with a
+    /// fresh ES256 key; every service spawned from this builder shares it, as replicas do.
+    pub fn production(self, url: &str) -> Self {
+        let (_, pem) = SigningKey::generate(KeyAlgorithm::Es256).unwrap();
+        self.env("APP_ENV", "production")
+            .env("DATABASE_URL", url)
+            .env("JWT_KEYS", pem.expose_secret())
+    }
+
+    /// Runs another build of the binary (a release build, for figures).
+    pub fn bin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bin = Some(path.into());
+        self
+    }
+
+    /// Starts the process and waits until it listens.
+    pub fn spawn(&self) -> Service {
         let dir = TempDir::new("svc");
-        let mut command =
-            Command::new(bin.unwrap_or_else(|| std::path::Path::new(env!("CARGO_BIN_EXE_authgraph"))));
+        let mut command = Command::new(
+            self.bin
+                .as_deref()
+                .unwrap_or_else(|| Path::new(env!("CARGO_BIN_EXE_authgraph"))),
+        );
         command
             .current_dir(&dir.0)
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -38,12 +75,12 @@ impl Service {
             .env("RUST_LOG", "info")
             .env("DATA_DIR", dir.0.join("data"))
             .env("PASSWORD_HASH_CONCURRENCY", "1")
-            .env("MFA_ENCRYPTION_KEY", crate::helpers::TEST_MFA_KEY)
+            .env("MFA_ENCRYPTION_KEY", super::app::TEST_MFA_KEY)
             .env("DATABASE_POOL_SIZE", "3");
         for name in ["APP_ENV", "DATABASE_URL", "JWT_KEYS", "DATABASE_TIMEOUT"] {
             command.env_remove(name);
         }
-        for (name, value) in vars {
+        for (name, value) in &self.env {
             command.env(name, value);
         }
         let mut child = command
@@ -70,12 +107,19 @@ impl Service {
         let addr: SocketAddr = addr_rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("the service did not start: {:?}", lines.lock().unwrap()));
-        Self {
+        Service {
             child,
             addr,
             lines,
             _dir: dir,
         }
+    }
+}
+
+impl Service {
+    /// Starts describing a process; `.spawn()` starts it.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder::default()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -177,22 +221,6 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
-}
-
-/// Polls `check` every 200 ms until it holds, for at most `limit`.
-pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("{what}: not within {limit:?}");
 }
 
 /// A directory removed on drop.
