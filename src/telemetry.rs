@@ -64,7 +64,7 @@ pub fn init(format: LogFormat) {
         .with(secrets_guard())
         .with(filter());
     let result = match format {
-        LogFormat::Json => registry.with(JsonLines::new(LineWriter::stdout())).try_init(),
+        LogFormat::Json => registry.with(JsonLines::new(std::io::stdout)).try_init(),
         LogFormat::Pretty => registry
             .with(fmt::layer().compact().with_ansi(colour(&std::io::stdout())))
             .try_init(),
@@ -99,7 +99,7 @@ pub struct JsonLines<W> {
 }
 
 impl<W> JsonLines<W> {
-    /// Writes to what `writer` makes (a [`LineWriter`] in the service, a buffer in tests).
+    /// Writes to what `writer` makes (stdout in the service, a buffer in tests).
     pub fn new(writer: W) -> Self {
         Self { writer }
     }
@@ -241,97 +241,6 @@ where
     }
 }
 
-/// Standard output written by a thread of its own: a request hands its line over a
-/// channel instead of making a `write` call (and waiting on a slow reader of the
-/// pipe). Lines queued together leave in one write. The queue is bounded and a full
-/// queue makes the request wait: lines are never dropped.
-#[derive(Clone)]
-pub struct LineWriter {
-    lines: std::sync::mpsc::SyncSender<Message>,
-}
-
-enum Message {
-    Line(Vec<u8>),
-    Flush(std::sync::mpsc::Sender<()>),
-}
-
-/// Lines that may wait for the writer thread before a request blocks on logging.
-const QUEUED_LINES: usize = 16 * 1024;
-
-static STDOUT_LINES: std::sync::OnceLock<LineWriter> = std::sync::OnceLock::new();
-
-impl LineWriter {
-    /// The process's one writer to standard output (its thread starts on first use).
-    pub fn stdout() -> Self {
-        STDOUT_LINES
-            .get_or_init(|| Self::spawn(std::io::stdout()))
-            .clone()
-    }
-
-    fn spawn(out: impl Write + Send + 'static) -> Self {
-        let (lines, queue) = std::sync::mpsc::sync_channel::<Message>(QUEUED_LINES);
-        let spawned = std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || {
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-                while let Ok(first) = queue.recv() {
-                    let mut next = Some(first);
-                    while let Some(message) = next {
-                        match message {
-                            Message::Line(line) => {
-                                let _ = out.write_all(&line);
-                            }
-                            Message::Flush(done) => {
-                                let _ = out.flush();
-                                let _ = done.send(());
-                            }
-                        }
-                        next = queue.try_recv().ok();
-                    }
-                    let _ = out.flush();
-                }
-            });
-        if let Err(e) = spawned {
-            eprintln!("authgraph: could not start the log writer thread: {e}");
-        }
-        Self { lines }
-    }
-
-    /// Waits until every line queued so far is written (before the process exits).
-    pub fn flush(&self) {
-        let (done, wait) = std::sync::mpsc::channel();
-        if self.lines.send(Message::Flush(done)).is_ok() {
-            let _ = wait.recv_timeout(std::time::Duration::from_secs(2));
-        }
-    }
-}
-
-/// Writes every line queued so far, if the service's writer was started.
-pub fn flush() {
-    if let Some(writer) = STDOUT_LINES.get() {
-        writer.flush();
-    }
-}
-
-impl Write for LineWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.lines
-            .send(Message::Line(buf.to_vec()))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LineWriter {
-    type Writer = LineWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,22 +309,6 @@ mod tests {
         assert_eq!(line["scope"], "inner");
         assert_eq!(line["message"], "done");
         assert_eq!(line["elapsed_ms"], 1.5);
-    }
-
-    #[test]
-    fn the_line_writer_keeps_every_line_in_order() {
-        let buffer = Buffer::default();
-        let writer = LineWriter::spawn(buffer.clone());
-        for i in 0..1000 {
-            writer
-                .make_writer()
-                .write_all(format!("{i}\n").as_bytes())
-                .unwrap();
-        }
-        writer.flush();
-        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();
-        assert_eq!(lines, (0..1000).collect::<Vec<_>>());
     }
 
     #[test]
