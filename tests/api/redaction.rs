@@ -101,7 +101,7 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
         .mail_to(&sink)
         // Every event is pushed too: webhook bodies and the webhook worker's logs are
         // searched like the rest.
-        .env("WEBHOOK_ENDPOINTS", &receiver.url())
+        .env("WEBHOOK_ENDPOINTS", receiver.url())
         .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h")
         // A rotated refresh token presented again is reuse at once.
