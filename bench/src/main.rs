@@ -93,7 +93,9 @@ fn service_env(keys: &Path) -> Vec<(&'static str, String)> {
             "MFA_ENCRYPTION_KEY",
             "YmVuY2htYXJrLW9ubHktbWZhLWtleS0zMi1ieXRlcyE=".into(),
         ),
-        ("RUST_LOG", "warn".into()),
+        // Default logging (info, one JSON line per operation), as a deployment runs it:
+        // the per-request line is part of what `me` costs.
+        ("RUST_LOG", "info".into()),
         ("LOG_FORMAT", "json".into()),
         // The benchmark hammers a few accounts from one address on purpose. The limits
         // are relaxed, not switched off, so the throttle's own work is in every figure.
