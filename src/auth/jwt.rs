@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::Role;
 use super::{error::TokenProblem, step_up::Assurance};
-use crate::db::users::Role;
 
 /// The `typ` header of our access tokens (RFC 9068), so no other JWT passes as one.
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";

@@ -23,7 +23,7 @@ use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
     audit::{Event, EventType},
     input::Email,
-    refresh_token::{PlainToken, TokenHash},
+    token::{OpaqueToken, TokenHash},
     step_up::{self, Assurance, Method, Requirement},
 };
 use crate::{config::MfaConfig, db};
@@ -192,8 +192,8 @@ impl Auth {
         conn: &mut AsyncPgConnection,
         user_id: Uuid,
         first_step: &[Method],
-    ) -> Result<PlainToken, AuthError> {
-        let token = PlainToken::generate()?;
+    ) -> Result<OpaqueToken, AuthError> {
+        let token = OpaqueToken::generate()?;
         let amr: Vec<String> = first_step.iter().map(|m| m.as_str().to_owned()).collect();
         let expires_at = Utc::now() + self.mfa.token_ttl;
         db::mfa_challenges::insert(conn, token.hash().as_bytes(), user_id, &amr, expires_at).await?;
@@ -325,7 +325,7 @@ impl Auth {
         if mfa_token.trim().is_empty() {
             return Err(AuthError::InvalidToken);
         }
-        let hash = PlainToken::presented(mfa_token).hash();
+        let hash = OpaqueToken::presented(mfa_token).hash();
         // An unusable mfaToken counts against the address like any unusable token.
         let check = self.throttle.token(client).await?;
         let found = async {

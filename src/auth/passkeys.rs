@@ -108,7 +108,7 @@ pub struct Challenge {
 /// A finished sign-in: signed in, or a second factor still needed.
 enum SignIn {
     Done(Box<Issued>),
-    SecondFactor(super::refresh_token::PlainToken),
+    SecondFactor(super::token::OpaqueToken),
 }
 
 fn json_object<T: serde::Serialize>(value: &T) -> Result<Map<String, Value>, AuthError> {
