@@ -141,15 +141,21 @@ fn email_digest(email: &Email) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An IPv4 address as is; an IPv6 address by its /64, the block one subscriber holds,
-/// so rotating through it does not reset the count.
-pub fn address(ip: IpAddr) -> String {
+/// The addresses one client holds: an IPv4 address as is (IPv4-mapped IPv6 included);
+/// an IPv6 address as its /64, the block one subscriber gets, so rotating through it
+/// resets no per-client count. The HTTP limit keys on it too.
+pub fn subscriber_block(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("{}/64", std::net::Ipv6Addr::from(prefix))
-        }
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
+/// The counter key of a client address: its [`subscriber_block`], written out.
+pub fn address(ip: IpAddr) -> String {
+    match subscriber_block(ip) {
+        IpAddr::V6(block) => format!("{block}/64"),
+        v4 => v4.to_string(),
     }
 }
 
