@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: `Auth`, its wiring, and the sign-in core the use cases build on.
 //! Auth logic: the use cases (register, login, authenticate, ...) as async functions over
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 

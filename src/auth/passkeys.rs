@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: four WebAuthn ceremonies over one relying party and store.
 //! Passkeys: WebAuthn registration for a signed-in user (with step-up), sign-in with or
 //! without an email (discoverable credentials), removal, and the relying party they are
 //! bound to.

@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one OAuth flow end to end (start, complete, link, unlink).
 //! Social sign-in: `startOAuth` sends the browser to a provider, `completeOAuth` turns its
 //! callback into a session, deliberate linking and `unlinkIdentity`, and the one list of
 //! a user's sign-in methods that keeps the last one from being removed.

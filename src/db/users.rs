@@ -397,12 +397,4 @@ pub async fn set_email(conn: &mut AsyncPgConnection, id: Uuid, email: &str) -> Q
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_prefixes_escape_like_wildcards() {
-        assert_eq!(prefix_pattern("ann"), "ann%");
-        assert_eq!(prefix_pattern("a_b%c\\"), "a\\_b\\%c\\\\%");
-    }
-}
+mod tests;
