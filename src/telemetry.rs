@@ -7,9 +7,12 @@
 //! request), then the event's own fields. Flat keys, so `jq 'select(.["user.id"]==...)'`
 //! and log indexers need no knowledge of span nesting.
 
-use std::io::{IsTerminal, Write};
+use std::{
+    fmt::Write as _,
+    io::{IsTerminal, Write},
+};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{
     Event, Level, Metadata, Subscriber,
     field::{Field, Visit},
@@ -61,7 +64,7 @@ pub fn init(format: LogFormat) {
         .with(secrets_guard())
         .with(filter());
     let result = match format {
-        LogFormat::Json => registry.with(JsonLines::new(std::io::stdout)).try_init(),
+        LogFormat::Json => registry.with(JsonLines::new(LineWriter::stdout())).try_init(),
         LogFormat::Pretty => registry
             .with(fmt::layer().compact().with_ansi(colour(&std::io::stdout())))
             .try_init(),
@@ -87,37 +90,60 @@ pub fn init_for_tests() {
 }
 
 /// A layer writing each event as one flat JSON object per line.
+///
+/// Rendered straight into one buffer per line: span fields are kept as JSON text from
+/// the moment they are recorded, so an event costs no map and no per-value allocation.
+/// At info level every request writes a line, so this is on the hot path.
 pub struct JsonLines<W> {
     writer: W,
 }
 
 impl<W> JsonLines<W> {
-    /// Writes to what `writer` makes (stdout in the service, a buffer in tests).
+    /// Writes to what `writer` makes (a [`LineWriter`] in the service, a buffer in tests).
     pub fn new(writer: W) -> Self {
         Self { writer }
     }
 }
 
-/// Fields recorded on a span so far.
-struct SpanFields(Map<String, Value>);
+/// Fields recorded so far, each as its name and its value already rendered as JSON. A
+/// name recorded again replaces its value.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, String)>);
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+impl Fields {
+    fn put(&mut self, name: &'static str, json: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = json,
+            None => self.0.push((name, json)),
+        }
+    }
 
-impl Visit for JsonVisitor<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A string as a JSON string literal.
+fn json_str(text: &str) -> String {
+    // Serialising a `str` cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+impl Visit for Fields {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.put(field.name(), Value::from(value).to_string());
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.put(field.name(), value.to_string());
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.put(field.name(), value.to_string());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.put(field.name(), value.to_string());
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), Value::from(value));
+        self.put(field.name(), json_str(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // The whole chain, as `{:#}` on anyhow would print it.
@@ -128,13 +154,15 @@ impl Visit for JsonVisitor<'_> {
             text.push_str(&err.to_string());
             source = err.source();
         }
-        self.0.insert(field.name().to_owned(), Value::from(text));
+        self.put(field.name(), json_str(&text));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::from(format!("{value:?}")));
+        self.put(field.name(), json_str(&format!("{value:?}")));
     }
 }
+
+/// Keys every line starts with; a field of the same name is not written again.
+const FIXED_KEYS: [&str; 4] = ["timestamp", "level", "message", "target"];
 
 impl<S, W> tracing_subscriber::Layer<S> for JsonLines<W>
 where
@@ -142,57 +170,165 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanFields(fields));
+            span.extensions_mut().insert(fields);
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<SpanFields>()
+            && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
         {
-            values.record(&mut JsonVisitor(&mut fields.0));
+            values.record(fields);
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
+        let mut own = Fields::default();
+        event.record(&mut own);
+        let meta = event.metadata();
+        let mut line = String::with_capacity(256);
+        // The fixed keys first, so a person reading raw lines sees them at once.
+        line.push_str("{\"timestamp\":\"");
+        let now = chrono::Utc::now();
+        let _ = write!(line, "{}", now.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push_str("\",\"message\":");
+        line.push_str(own.get("message").unwrap_or("\"\""));
+        line.push_str(",\"target\":");
+        line.push_str(&json_str(meta.target()));
+        let mut push = |name: &str, json: &str| {
+            line.push_str(",\"");
+            line.push_str(name);
+            line.push_str("\":");
+            line.push_str(json);
+        };
+        // Span fields from the outermost in, then the event's own; a name given again
+        // further in is written once, with the innermost value.
         if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(own) = span.extensions().get::<SpanFields>() {
-                    fields.extend(own.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+            let spans: Vec<_> = scope.from_root().collect();
+            for (depth, span) in spans.iter().enumerate() {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<Fields>() else {
+                    continue;
+                };
+                for (name, json) in &fields.0 {
+                    let shadowed = FIXED_KEYS.contains(name)
+                        || own.get(name).is_some()
+                        || spans[depth + 1..].iter().any(|inner| {
+                            inner
+                                .extensions()
+                                .get::<Fields>()
+                                .is_some_and(|f| f.get(name).is_some())
+                        });
+                    if !shadowed {
+                        push(name, json);
+                    }
                 }
             }
         }
-        let mut own = Map::new();
-        event.record(&mut JsonVisitor(&mut own));
-        let message = own.remove("message").unwrap_or(Value::from(""));
-        fields.extend(own);
-
-        let meta = event.metadata();
-        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        // The fixed keys first, so a person reading raw lines sees them at once.
-        let mut line = format!(
-            "{{\"timestamp\":{},\"level\":{},\"message\":{},\"target\":{}",
-            Value::from(timestamp),
-            Value::from(meta.level().as_str()),
-            message,
-            Value::from(meta.target()),
-        );
-        for (key, value) in fields {
-            if matches!(key.as_str(), "timestamp" | "level" | "message" | "target") {
-                continue;
+        for (name, json) in &own.0 {
+            if !FIXED_KEYS.contains(name) {
+                push(name, json);
             }
-            line.push(',');
-            line.push_str(&Value::from(key).to_string());
-            line.push(':');
-            line.push_str(&value.to_string());
         }
         line.push_str("}\n");
         // One write per line, so lines of concurrent requests never interleave.
         let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
+/// Standard output written by a thread of its own: a request hands its line over a
+/// channel instead of making a `write` call (and waiting on a slow reader of the
+/// pipe). Lines queued together leave in one write. The queue is bounded and a full
+/// queue makes the request wait: lines are never dropped.
+#[derive(Clone)]
+pub struct LineWriter {
+    lines: std::sync::mpsc::SyncSender<Message>,
+}
+
+enum Message {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+/// Lines that may wait for the writer thread before a request blocks on logging.
+const QUEUED_LINES: usize = 16 * 1024;
+
+static STDOUT_LINES: std::sync::OnceLock<LineWriter> = std::sync::OnceLock::new();
+
+impl LineWriter {
+    /// The process's one writer to standard output (its thread starts on first use).
+    pub fn stdout() -> Self {
+        STDOUT_LINES
+            .get_or_init(|| Self::spawn(std::io::stdout()))
+            .clone()
+    }
+
+    fn spawn(out: impl Write + Send + 'static) -> Self {
+        let (lines, queue) = std::sync::mpsc::sync_channel::<Message>(QUEUED_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+                while let Ok(first) = queue.recv() {
+                    let mut next = Some(first);
+                    while let Some(message) = next {
+                        match message {
+                            Message::Line(line) => {
+                                let _ = out.write_all(&line);
+                            }
+                            Message::Flush(done) => {
+                                let _ = out.flush();
+                                let _ = done.send(());
+                            }
+                        }
+                        next = queue.try_recv().ok();
+                    }
+                    let _ = out.flush();
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("authgraph: could not start the log writer thread: {e}");
+        }
+        Self { lines }
+    }
+
+    /// Waits until every line queued so far is written (before the process exits).
+    pub fn flush(&self) {
+        let (done, wait) = std::sync::mpsc::channel();
+        if self.lines.send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+/// Writes every line queued so far, if the service's writer was started.
+pub fn flush() {
+    if let Some(writer) = STDOUT_LINES.get() {
+        writer.flush();
+    }
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lines
+            .send(Message::Line(buf.to_vec()))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LineWriter {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
 
@@ -244,6 +380,42 @@ mod tests {
         assert_eq!(line["attempt"], 2);
         assert_eq!(line["session.id"], "s-7");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn a_name_given_again_further_in_is_written_once_with_the_inner_value() {
+        let buffer = Buffer::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(buffer.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let outer = tracing::info_span!("request", scope = "outer", message = "spoof");
+            let _outer = outer.enter();
+            let inner = tracing::info_span!("graphql", scope = "inner");
+            let _inner = inner.enter();
+            tracing::info!(elapsed_ms = 1.5, "done");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("\"scope\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"message\"").count(), 1, "{text}");
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["scope"], "inner");
+        assert_eq!(line["message"], "done");
+        assert_eq!(line["elapsed_ms"], 1.5);
+    }
+
+    #[test]
+    fn the_line_writer_keeps_every_line_in_order() {
+        let buffer = Buffer::default();
+        let writer = LineWriter::spawn(buffer.clone());
+        for i in 0..1000 {
+            writer
+                .make_writer()
+                .write_all(format!("{i}\n").as_bytes())
+                .unwrap();
+        }
+        writer.flush();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<usize> = text.lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(lines, (0..1000).collect::<Vec<_>>());
     }
 
     #[test]
