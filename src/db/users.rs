@@ -69,10 +69,12 @@ pub struct Account {
     /// Normalised email address; none for an account made from a provider identity
     /// whose email was not trusted.
     pub email: Option<String>,
-    /// Whether it has a password: none for an account that signs in only through
-    /// providers. The hash itself stays in storage (see [`password_hash`]).
-    #[diesel(select_expression = users::password_hash.is_not_null())]
-    #[diesel(select_expression_type = diesel::dsl::IsNotNull<users::password_hash>)]
+    /// Whether it has a password (a hash, not empty): an account that signs in only
+    /// through providers has none. The hash itself stays in storage ([`password_hash`]).
+    #[diesel(select_expression = diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "coalesce(users.password_hash <> '', false)"
+    ))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Bool>)]
     pub has_password: bool,
     /// Optional name shown to others.
     pub display_name: Option<String>,
