@@ -334,11 +334,12 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
-        let (user, password_hash) = {
+        let (user, password_hash, has_factor) = {
             let mut conn = self.conn().await?;
-            db::users::find_with_password_hash(&mut conn, email.as_str())
-                .await?
-                .map_or((None, None), |(user, hash)| (Some(user), hash))
+            match db::users::find_for_sign_in(&mut conn, email.as_str()).await? {
+                Some((user, password_hash, has_factor)) => (Some(user), password_hash, has_factor),
+                None => (None, None, false),
+            }
         };
         // Known before the attempt is counted, so a lockout line names the account too.
         if let Some(user) = &user {
@@ -383,34 +384,30 @@ impl Auth {
                 return Err(AuthError::InvalidCredentials);
             }
         };
-        {
+        // Only now, after the password: the code reveals nothing to someone without it.
+        // With a factor, the second step answers it instead (API.md).
+        if user.disabled_at.is_some() && !has_factor {
+            self.audit_alone(
+                Event::new(EventType::LoginFailed, Some(user.id)).with("reason", "account_disabled"),
+                client,
+            )
+            .await;
+            info!("login refused: account disabled");
+            return Err(AuthError::AccountDisabled);
+        }
+        if has_factor {
+            // The attempt stays counted until the second factor clears it: were the right
+            // password to clear the count, each one would buy a fresh round of code guesses.
+            drop(attempt);
             let mut conn = self.conn().await?;
-            let has_factor = db::factors::has_active(&mut conn, user.id).await?;
-            // Only now, after the password: the code reveals nothing to someone without it.
-            // With a factor, the second step answers it instead (API.md).
-            if user.disabled_at.is_some() && !has_factor {
-                drop(conn);
-                self.audit_alone(
-                    Event::new(EventType::LoginFailed, Some(user.id)).with("reason", "account_disabled"),
-                    client,
-                )
-                .await;
-                info!("login refused: account disabled");
-                return Err(AuthError::AccountDisabled);
-            }
-            if has_factor {
-                // The attempt stays counted until the second factor clears it: were the right
-                // password to clear the count, each one would buy a fresh round of code guesses.
-                drop(attempt);
-                let mfa_token = self
-                    .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
-                    .await?;
-                info!("password accepted: second factor required");
-                return Err(AuthError::MfaRequired {
-                    mfa_token,
-                    factors: mfa::FACTORS.to_vec(),
-                });
-            }
+            let mfa_token = self
+                .start_mfa_challenge(&mut conn, user.id, &[Method::Pwd])
+                .await?;
+            info!("password accepted: second factor required");
+            return Err(AuthError::MfaRequired {
+                mfa_token,
+                factors: mfa::FACTORS.to_vec(),
+            });
         }
         attempt.succeeded().await;
         let mut conn = self.conn().await?;
@@ -472,9 +469,12 @@ impl Auth {
             .user_agent
             .as_deref()
             .map(|ua| truncate(ua, USER_AGENT_MAX));
-        let session = db::sessions::insert(
+        let session_id = Uuid::new_v4();
+        let refresh_token = OpaqueToken::generate()?;
+        db::sessions::open(
             conn,
             &NewSession {
+                id: session_id,
                 user_id: user.id,
                 user_agent,
                 created_at: now,
@@ -485,13 +485,14 @@ impl Auth {
                 acr: assurance.acr(),
                 auth_time: assurance.auth_time,
             },
+            refresh_token.hash().as_bytes(),
+            expires,
         )
         .await?;
-        let (refresh_token, expires) = self.issue_refresh_token(conn, session.id, absolute, now).await?;
-        let access_token = self.keys.issue(user.id, session.id, user.role, assurance, now)?;
+        let access_token = self.keys.issue(user.id, session_id, user.role, assurance, now)?;
         Ok(Issued {
             user,
-            session_id: session.id,
+            session_id,
             access_token,
             refresh_token,
             expires_in: self.keys.ttl().as_secs(),

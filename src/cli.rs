@@ -211,7 +211,7 @@ pub async fn run() -> anyhow::Result<()> {
 /// unavailable"; and throwaway keys, since these commands sign and decrypt nothing, so
 /// they neither demand `JWT_KEYS`/`MFA_ENCRYPTION_KEY` nor write development keys.
 async fn operator_state(config: Config, purpose: &str) -> anyhow::Result<AppState> {
-    db::connect(config.database_url.expose_secret(), purpose).await?;
+    db::connect(config.database.url.expose_secret(), purpose).await?;
     let (key, _) = SigningKey::generate(KeyAlgorithm::Es256)?;
     AppState::with_keys(config, vec![key])
 }
@@ -222,7 +222,7 @@ async fn maintain_audit_log(state: AppState) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
-        match state.auth.maintain_audit_log(state.config.audit_retention).await {
+        match state.auth.maintain_audit_log(state.config.retention.audit).await {
             Ok(dropped) if dropped.is_empty() => {}
             Ok(dropped) => tracing::info!(partitions = ?dropped, "audit log: expired months dropped"),
             Err(e) => tracing::warn!(error = %e, "audit log maintenance failed; retrying in an hour"),
@@ -231,7 +231,7 @@ async fn maintain_audit_log(state: AppState) {
 }
 
 async fn prepare_database(config: &Config) -> anyhow::Result<()> {
-    let url = config.database_url.expose_secret();
+    let url = config.database.url.expose_secret();
     if config.is_development() && db::create_database_if_missing(url).await? {
         tracing::info!("created the database");
     }
@@ -246,8 +246,8 @@ async fn serve() -> anyhow::Result<()> {
     config.require_signing_keys()?;
     telemetry::init(config.log_format);
     crate::metrics::install();
-    let shutdown_timeout = config.shutdown_timeout;
-    let addr = config.listen_addr;
+    let shutdown_timeout = config.http.shutdown_timeout;
+    let addr = config.http.listen_addr;
     let state = AppState::new(config)?;
     if state.config.is_development() {
         // In the background, so the service starts (not ready) while PostgreSQL is down.
@@ -260,15 +260,15 @@ async fn serve() -> anyhow::Result<()> {
     let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
     let retention =
-        retention::Job::new(state.config.database_url.clone(), state.config.retention.clone()).spawn();
+        retention::Job::new(state.config.database.url.clone(), state.config.retention.clone()).spawn();
     tokio::spawn(maintain_audit_log(state.clone()));
-    tracing::info!(%addr, graphiql = state.config.graphiql, "authgraph listening");
+    tracing::info!(%addr, graphiql = state.config.http.graphiql, "authgraph listening");
 
     let stop = CancellationToken::new();
     // Session events for the live sockets: one LISTEN connection for the process,
     // reconnecting on its own while the database is away.
     let live_events = crate::events::spawn_listener(
-        state.config.database_url.expose_secret().to_owned(),
+        state.config.database.url.expose_secret().to_owned(),
         state.events.clone(),
         stop.clone(),
     );
@@ -294,7 +294,7 @@ async fn serve() -> anyhow::Result<()> {
     let server = crate::http::server::serve(
         listener,
         crate::app(state.clone()),
-        state.config.http_server,
+        state.config.http.server,
         stop.clone().cancelled_owned(),
     );
     let deadline = async {

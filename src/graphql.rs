@@ -89,17 +89,8 @@ pub fn build_schema(state: AppState) -> AuthSchema {
 
 /// The federation SDL, as `authgraph print-schema` prints it and `schema.graphql` holds it.
 pub fn sdl() -> String {
-    let limits = GraphqlLimits {
-        max_depth: 10,
-        max_complexity: 200,
-        max_aliases: 10,
-        max_fields: 1000,
-        max_directives: 10,
-        max_recursive_depth: 32,
-        introspection: true,
-        suggestions: true,
-    };
-    builder(&limits)
+    // With the variables' defaults (as in development), so printing needs no environment.
+    builder(&GraphqlLimits::default())
         .finish()
         .sdl_with_options(SDLExportOptions::new().federation())
 }

@@ -45,16 +45,21 @@ struct Http {
 /// Metrics must be installed first ([`crate::metrics::install`], done at start-up).
 pub fn router(state: AppState) -> Router {
     let schema = graphql::build_schema(state.clone());
-    let graphiql = state.config.graphiql;
+    let graphiql = state.config.http.graphiql;
     let mut router = Router::new()
         .route("/graphql", get(handler::graphql_get).post(handler::graphql_post))
         .route("/.well-known/jwks.json", get(probes::jwks));
     if graphiql {
-        let page = Html(graphiql::graphiql_page(state.config.graphiql_cdn_url.as_deref()));
+        let page = Html(graphiql::graphiql_page(
+            state.config.http.graphiql_cdn_url.as_deref(),
+        ));
         router = router.route("/graphiql", get(move || std::future::ready(page.clone())));
     }
     let config = state.config.clone();
-    let trusted = client_ip::TrustedProxies::new(config.trusted_proxies.clone(), config.trusted_proxy_header);
+    let trusted = client_ip::TrustedProxies::new(
+        config.http.trusted_proxies.clone(),
+        config.http.trusted_proxy_header,
+    );
     let http = Http {
         state,
         schema,
@@ -68,7 +73,7 @@ pub fn router(state: AppState) -> Router {
         let routes = routes
             .with_state(http.clone())
             .layer(CatchPanicLayer::custom(panicked));
-        match config.http_rate_limit {
+        match config.http.rate_limit {
             Some(limit) => rate_limit::limit(routes, limit),
             None => routes,
         }

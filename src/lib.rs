@@ -20,7 +20,8 @@
 //! Where things go: a new mutation is a thin resolver in `graphql/` calling a use case
 //! in `auth/`; a new error code is a [`graphql::Code`] variant plus its `AuthError`
 //! mapping in `graphql/error.rs`; a new table is a migration in `migrations/` and a module
-//! in `db/`; a new variable is a field of [`config::Config`] with its default.
+//! in `db/`; a new variable goes, with its default, into the group of [`config::Config`]
+//! for its concern (one module under `config/`) and into [`config::VARIABLES`].
 
 pub mod auth;
 pub mod cli;

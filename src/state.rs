@@ -96,7 +96,7 @@ impl Readiness {
 impl AppState {
     /// Builds the state with the keys the configuration names (or development keys).
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let keys = crate::auth::jwt::load_keys(config.jwt_keys.as_ref(), &config.data_dir)?;
+        let keys = crate::auth::jwt::load_keys(config.tokens.keys.as_ref(), &config.data_dir)?;
         let mfa_key = mfa::cipher::load_key(config.mfa.encryption_key.as_ref(), &config.data_dir)?;
         Self::build(config, keys, mfa_key)
     }
@@ -119,27 +119,28 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let keys = JwtKeys::new(
             keys,
-            &config.jwt_issuer,
-            &config.jwt_audience,
-            config.access_token_ttl,
+            &config.tokens.issuer,
+            &config.tokens.audience,
+            config.tokens.access_ttl,
         )
         .context("JWT_KEYS")?;
         let pool = db::pool(
-            config.database_url.expose_secret(),
-            config.database_pool_size,
-            config.database_timeout,
+            config.database.url.expose_secret(),
+            config.database.pool_size,
+            config.database.timeout,
         );
-        let passwords = PasswordHasher::new(config.password_hash_concurrency)?;
+        let passwords = PasswordHasher::new(config.passwords.hash_concurrency)?;
         crate::auth::breach::install_tls_provider();
         let breach = config
-            .passwords_breach_check_url
+            .passwords
+            .breach_check_url
             .as_deref()
             .map(crate::auth::breach::BreachCheck::new)
             .transpose()?;
         let policy = Policy {
-            refresh_ttl: config.refresh_token_ttl,
-            session_max_lifetime: config.session_max_lifetime,
-            refresh_grace: config.refresh_grace,
+            refresh_ttl: config.tokens.refresh_ttl,
+            session_max_lifetime: config.tokens.session_max_lifetime,
+            refresh_grace: config.tokens.refresh_grace,
         };
         let auth = Auth::new(AuthParts {
             db: pool.clone(),
@@ -147,7 +148,7 @@ impl AppState {
             passwords,
             policy,
             throttle: config.throttle.clone(),
-            mail: Composer::new(&config.public_url, &config.email_from),
+            mail: Composer::new(&config.mail.public_url, &config.mail.from),
             mfa: MfaPolicy::new(&config.mfa, mfa_key),
             passkeys: PasskeyPolicy::new(&config.webauthn)?,
             breach,

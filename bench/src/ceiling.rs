@@ -17,7 +17,7 @@ pub fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let config = Config::from_env()?;
-        let addr = config.listen_addr;
+        let addr = config.http.listen_addr;
         let state = AppState::new(config)?;
         let app = Router::new()
             .route("/me", get(me))

@@ -105,7 +105,7 @@ fn service_env(keys: &Path) -> Vec<(&'static str, String)> {
         ("TRUSTED_PROXIES", String::new()),
     ];
     env.extend(
-        authgraph::config::abuse::THROTTLE_DEFAULTS
+        authgraph::config::throttle::THROTTLE_DEFAULTS
             .iter()
             .map(|(name, _)| (*name, "1000000000/1h".to_owned())),
     );

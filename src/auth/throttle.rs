@@ -454,12 +454,7 @@ impl Attempt {
         }
         let result = async {
             let mut conn = self.throttle.db.get().await.map_err(AuthError::from)?;
-            if !clear.is_empty() {
-                db::throttle::clear(&mut conn, &clear).await?;
-            }
-            for (key, free) in refund {
-                db::throttle::refund(&mut conn, key, free).await?;
-            }
+            db::throttle::settle(&mut conn, &clear, &refund).await?;
             Ok::<_, AuthError>(())
         }
         .await;

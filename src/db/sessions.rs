@@ -42,6 +42,8 @@ pub struct Session {
 #[derive(Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
+    /// Chosen by the caller, so the first refresh token can be written with the session.
+    pub id: Uuid,
     /// Whose session.
     pub user_id: Uuid,
     /// The client that logged in, truncated.
@@ -62,13 +64,25 @@ pub struct NewSession<'a> {
     pub auth_time: DateTime<Utc>,
 }
 
-/// Inserts a session.
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewSession<'_>) -> QueryResult<Session> {
-    diesel::insert_into(sessions::table)
+/// Inserts a session and its first refresh token, pipelined: one round trip.
+pub async fn open(
+    conn: &mut AsyncPgConnection,
+    new: &NewSession<'_>,
+    token_hash: &[u8],
+    token_expires_at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let mut conn: &AsyncPgConnection = conn;
+    let session = diesel::insert_into(sessions::table)
         .values(new)
-        .returning(Session::as_returning())
-        .get_result(conn)
-        .await
+        .execute(&mut conn);
+    let token = diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(token_hash),
+            refresh_tokens::session_id.eq(new.id),
+            refresh_tokens::expires_at.eq(token_expires_at),
+        ))
+        .execute(&mut conn);
+    tokio::try_join!(session, token).map(drop)
 }
 
 /// The owner of a live session (not revoked, not expired) when it belongs to `user_id`:

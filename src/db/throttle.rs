@@ -86,27 +86,43 @@ pub async fn save(conn: &mut AsyncPgConnection, counters: &[Counter]) -> QueryRe
     Ok(())
 }
 
-/// Forgets counters (a successful login clears its account's counts).
-pub async fn clear(conn: &mut AsyncPgConnection, keys: &[String]) -> QueryResult<usize> {
-    diesel::delete(throttle_counters::table.filter(throttle_counters::key.eq_any(keys)))
-        .execute(conn)
-        .await
-}
+/// Takes back one attempt, in one atomic statement (`attempts` on the right-hand side is
+/// the value before this update).
+const REFUND: &str = "update throttle_counters set attempts = greatest(attempts - 1, 0), \
+     locked_until = case when attempts - 1 < $2 then null else locked_until end \
+     where key = $1";
 
-/// Takes back one attempt that succeeded, in one atomic statement; the wait ends when
-/// the count drops below `free`.
-pub async fn refund(conn: &mut AsyncPgConnection, key: &str, free: i32) -> QueryResult<usize> {
+/// A successful attempt, in one round trip: forgets the `clear` counters (a successful
+/// login clears its account's counts) and takes one attempt back from each of `refund`
+/// (key, free attempts): a key's wait ends when its count drops below its free attempts.
+pub async fn settle(
+    conn: &mut AsyncPgConnection,
+    clear: &[String],
+    refund: &[(&str, i32)],
+) -> QueryResult<()> {
     use diesel::sql_types::{Integer, Text};
-    // `attempts` on the right-hand side is the value before this update.
-    diesel::sql_query(
-        "update throttle_counters set attempts = greatest(attempts - 1, 0), \
-         locked_until = case when attempts - 1 < $2 then null else locked_until end \
-         where key = $1",
-    )
-    .bind::<Text, _>(key)
-    .bind::<Integer, _>(free)
-    .execute(conn)
-    .await
+    // A shared reference per statement, so they go out together (pipelined).
+    let conn: &AsyncPgConnection = conn;
+    let forget = async {
+        if clear.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = conn;
+        diesel::delete(throttle_counters::table.filter(throttle_counters::key.eq_any(clear)))
+            .execute(&mut conn)
+            .await
+    };
+    let refunds = futures_util::future::try_join_all(refund.iter().map(|(key, free)| {
+        let mut conn = conn;
+        async move {
+            diesel::sql_query(REFUND)
+                .bind::<Text, _>(*key)
+                .bind::<Integer, _>(*free)
+                .execute(&mut conn)
+                .await
+        }
+    }));
+    tokio::try_join!(forget, refunds).map(drop)
 }
 
 /// Deletes counters whose window and wait are both over: they would start afresh anyway.

@@ -2,7 +2,7 @@
 //! [`Account`] and [`Role`]. They live here because queries return them; `auth`
 //! re-exports them, and the layers above name them from there. The password hash is no
 //! field of [`Account`]: only the password checks read it, through the two functions
-//! that say so ([`find_with_password_hash`], [`password_hash`]).
+//! that say so ([`find_for_sign_in`], [`password_hash`]).
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -163,15 +163,22 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryRe
         .optional()
 }
 
-/// Finds a user by normalised email, with the stored password hash (an argon2id PHC
-/// string; none for an account without a password): for the login check only.
-pub async fn find_with_password_hash(
+/// A user by email with their stored password hash (an argon2id PHC string; none for
+/// an account without a password) and whether they have a confirmed second factor: what
+/// a sign-in needs to know, in one query. The hash is for the login check only.
+pub async fn find_for_sign_in(
     conn: &mut AsyncPgConnection,
     email: &str,
-) -> QueryResult<Option<(Account, Option<String>)>> {
+) -> QueryResult<Option<(Account, Option<String>, bool)>> {
+    use super::schema::mfa_factors;
+    let has_factor = diesel::dsl::exists(
+        mfa_factors::table
+            .filter(mfa_factors::user_id.eq(users::id))
+            .filter(mfa_factors::confirmed_at.is_not_null()),
+    );
     users::table
         .filter(users::email.eq(email))
-        .select((Account::as_select(), users::password_hash))
+        .select((Account::as_select(), users::password_hash, has_factor))
         .first(conn)
         .await
         .optional()

@@ -11,8 +11,8 @@ use std::{
 };
 
 use async_graphql::{
-    ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
+    ServerError, ServerResult, ValidationResult, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
@@ -68,15 +68,25 @@ const CACHED_DOCUMENTS: usize = 256;
 /// over, which is what the cache is for.
 const CACHED_DOCUMENT_MAX: usize = 4096;
 
-/// Documents that parsed and passed these limits, by their text. Parsing is the costliest
-/// step of a small operation (async-graphql's pest parser), and a client sends the same
-/// few documents again and again; a hit skips the parse and the walk. Bounded in count
-/// and size; when full it starts over, which costs one parse per document.
+/// Documents that parsed and passed these limits, by their text, with async-graphql's
+/// verdict once one passed its validation. Parsing (async-graphql's pest parser) and
+/// validation (twenty-odd rules walking the document) are the costliest steps of a small
+/// operation, and a client sends the same few documents again and again: a hit skips
+/// both. Validation's only use of variables is checking their values against the
+/// arguments they fill, which `RequestCoercion` does for every request, cached or not.
+/// Bounded in count and size; when full it starts over, which costs one parse per
+/// document.
 #[derive(Default)]
-struct ParsedDocuments(Mutex<HashMap<Box<str>, ExecutableDocument>>);
+struct ParsedDocuments(Mutex<HashMap<Box<str>, Parsed>>);
+
+#[derive(Clone)]
+struct Parsed {
+    doc: ExecutableDocument,
+    validated: Option<ValidationResult>,
+}
 
 impl ParsedDocuments {
-    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+    fn get(&self, query: &str) -> Option<Parsed> {
         self.0.lock().ok()?.get(query).cloned()
     }
 
@@ -88,7 +98,19 @@ impl ParsedDocuments {
             if map.len() >= CACHED_DOCUMENTS {
                 map.clear();
             }
-            map.insert(query.into(), doc.clone());
+            let parsed = Parsed {
+                doc: doc.clone(),
+                validated: None,
+            };
+            map.insert(query.into(), parsed);
+        }
+    }
+
+    fn validated(&self, query: &str, result: ValidationResult) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(parsed) = map.get_mut(query)
+        {
+            parsed.validated = Some(result);
         }
     }
 }
@@ -98,6 +120,10 @@ impl ParsedDocuments {
 pub struct DocumentLimits {
     limits: Limits,
     parsed: Arc<ParsedDocuments>,
+    /// This request's document text, when the cache may keep its validation verdict.
+    query: Mutex<Option<Box<str>>>,
+    /// The cached verdict for this request's document.
+    validated: Mutex<Option<ValidationResult>>,
 }
 
 /// The numbers [`DocumentLimits`] enforces.
@@ -127,6 +153,8 @@ impl DocumentLimits {
         Self {
             limits,
             parsed: Arc::default(),
+            query: Mutex::default(),
+            validated: Mutex::default(),
         }
     }
 }
@@ -136,6 +164,8 @@ impl ExtensionFactory for DocumentLimits {
         Arc::new(Self {
             limits: self.limits,
             parsed: self.parsed.clone(),
+            query: Mutex::default(),
+            validated: Mutex::default(),
         })
     }
 }
@@ -309,8 +339,12 @@ impl Extension for DocumentLimits {
         _variables: &Variables,
         _next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        if let Some(doc) = self.parsed.get(query) {
-            return Ok(doc);
+        if let Some(parsed) = self.parsed.get(query) {
+            match parsed.validated {
+                Some(result) => set(&self.validated, result),
+                None => set(&self.query, query.into()),
+            }
+            return Ok(parsed.doc);
         }
         if !nesting_within(query, MAX_NESTING) {
             return Err(refusal(format!(
@@ -328,8 +362,34 @@ impl Extension for DocumentLimits {
             return Err(refusal(why));
         }
         self.parsed.put(query, &doc);
+        set(&self.query, query.into());
         Ok(doc)
     }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        if let Some(result) = take(&self.validated) {
+            return Ok(result);
+        }
+        let result = next.run(ctx).await;
+        if let (Ok(verdict), Some(query)) = (&result, take(&self.query)) {
+            self.parsed.validated(&query, *verdict);
+        }
+        result
+    }
+}
+
+fn set<T>(slot: &Mutex<Option<T>>, value: T) {
+    if let Ok(mut slot) = slot.lock() {
+        *slot = Some(value);
+    }
+}
+
+fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
+    slot.lock().ok()?.take()
 }
 
 #[cfg(test)]

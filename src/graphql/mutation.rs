@@ -218,8 +218,8 @@ fn cookie(ctx: &Context<'_>, value: &str, max_age: i64) -> String {
     let config = &ctx.state().config;
     format!(
         "{REFRESH_COOKIE}={value}; HttpOnly; Secure; SameSite={}; Path={}; Max-Age={max_age}",
-        config.refresh_cookie_samesite.as_str(),
-        config.refresh_cookie_path,
+        config.cookies.same_site.as_str(),
+        config.cookies.path,
     )
 }
 
@@ -234,8 +234,8 @@ pub(super) fn remember_device(ctx: &Context<'_>, user_id: Uuid) {
         SET_COOKIE,
         format!(
             "{DEVICE_COOKIE}={token}; HttpOnly; Secure; SameSite={}; Path={}; Max-Age={}",
-            config.refresh_cookie_samesite.as_str(),
-            config.refresh_cookie_path,
+            config.cookies.same_site.as_str(),
+            config.cookies.path,
             crate::auth::DEVICE_TOKEN_TTL.as_secs(),
         ),
     );

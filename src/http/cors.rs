@@ -12,6 +12,7 @@ use crate::config::Config;
 /// cross-origin call out, since no response carries `Access-Control-Allow-Origin`).
 pub(crate) fn layer(config: &Config) -> Option<CorsLayer> {
     let origins: Vec<HeaderValue> = config
+        .http
         .cors_allowed_origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin).ok())
@@ -35,6 +36,6 @@ pub(crate) fn layer(config: &Config) -> Option<CorsLayer> {
                 HeaderName::from_static(X_TOKEN_DELIVERY),
             ])
             .expose_headers([header::RETRY_AFTER, HeaderName::from_static(X_REQUEST_ID)])
-            .max_age(config.cors_max_age),
+            .max_age(config.http.cors_max_age),
     )
 }

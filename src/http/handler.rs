@@ -40,7 +40,7 @@ pub(crate) async fn graphql_post(State(http): State<Http>, request: Request) -> 
             format,
         );
     }
-    let limit = http.state.config.body_limit;
+    let limit = http.state.config.http.body_limit;
     let too_large = || {
         // The rest of the body is never read: the connection cannot carry another
         // request, so say it closes.
@@ -251,7 +251,7 @@ async fn execute(
     format: Negotiated,
 ) -> Response {
     let context = request_context(parts);
-    let limit = http.state.config.request_timeout;
+    let limit = http.state.config.http.request_timeout;
     // Dropping the execution cancels it where it waits: a transaction not yet committed
     // is never committed (its connection leaves the pool, so PostgreSQL rolls it back).
     match tokio::time::timeout(limit, http.schema.execute(gql.data(context))).await {

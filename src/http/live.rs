@@ -151,6 +151,7 @@ pub(crate) async fn upgrade(http: Http, mut parts: Parts) -> Response {
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|origin| {
             config
+                .http
                 .cors_allowed_origins
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(origin.trim_end_matches('/')))

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lettre::message::Mailbox;
 use uuid::Uuid;
 
 use crate::db::outbox::NewMail;
@@ -20,14 +21,11 @@ pub struct Composer {
 }
 
 impl Composer {
-    /// Links point at `public_url`; Message-IDs use the domain of `email_from`.
-    pub fn new(public_url: &str, email_from: &str) -> Self {
-        let message_id_domain = email_from
-            .parse::<lettre::message::Mailbox>()
-            .map_or_else(|_| "localhost".to_owned(), |m| m.email.domain().to_owned());
+    /// Links point at `public_url`; Message-IDs use the domain of the sender, `from`.
+    pub fn new(public_url: &str, from: &Mailbox) -> Self {
         Self {
             public_url: public_url.trim_end_matches('/').to_owned(),
-            message_id_domain,
+            message_id_domain: from.email.domain().to_owned(),
         }
     }
 
@@ -159,9 +157,16 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(86_400);
 
+    fn sender(address: &str) -> Mailbox {
+        address.parse().unwrap()
+    }
+
     #[test]
     fn verification_links_to_the_frontend_in_both_parts() {
-        let c = Composer::new("https://app.example.com/", "Example <no-reply@example.com>");
+        let c = Composer::new(
+            "https://app.example.com/",
+            &sender("Example <no-reply@example.com>"),
+        );
         let mail = c.verification(Uuid::nil(), "ada@example.com", "tok_EN-123", DAY);
         let link = "https://app.example.com/verify-email?token=tok_EN-123";
         assert!(mail.body_text.as_deref().unwrap().contains(link));
@@ -178,7 +183,7 @@ mod tests {
 
     #[test]
     fn reset_links_to_the_reset_page() {
-        let c = Composer::new("http://localhost:3000", "authgraph <no-reply@localhost>");
+        let c = Composer::new("http://localhost:3000", &sender("authgraph <no-reply@localhost>"));
         let mail = c.password_reset(Uuid::nil(), "ada@example.com", "abc", Duration::from_secs(3600));
         assert!(
             mail.body_text
@@ -192,7 +197,10 @@ mod tests {
 
     #[test]
     fn every_mail_has_its_own_message_id_in_the_sender_domain() {
-        let c = Composer::new("http://localhost:3000", "Example <no-reply@mail.example.com>");
+        let c = Composer::new(
+            "http://localhost:3000",
+            &sender("Example <no-reply@mail.example.com>"),
+        );
         let a = c.verification(Uuid::nil(), "a@example.com", "t", DAY);
         let b = c.verification(Uuid::nil(), "a@example.com", "t", DAY);
         assert_ne!(a.message_id, b.message_id);
@@ -206,7 +214,7 @@ mod tests {
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
-        let c = Composer::new("https://example.com/?a=1&b=2", "x@example.com");
+        let c = Composer::new("https://example.com/?a=1&b=2", &sender("x@example.com"));
         let mail = c.verification(Uuid::nil(), "a@example.com", "t", DAY);
         assert!(mail.body_html.unwrap().contains("?a=1&amp;b=2/verify-email"));
     }

@@ -147,7 +147,7 @@ impl Worker {
     /// A worker delivering the outbox of `pool` over `SMTP_URL` as `EMAIL_FROM`.
     pub fn new(pool: DbPool, config: &Config) -> anyhow::Result<Self> {
         let mail = config.mail.clone();
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose_secret())
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.mail.smtp_url.expose_secret())
             .map_err(|_| anyhow::anyhow!("SMTP_URL is not a valid smtp:// or smtps:// URL"))?
             .timeout(Some(mail.smtp_timeout))
             // One worker sends one mail at a time: one pooled connection, reused while busy.
@@ -157,12 +157,11 @@ impl Worker {
                     .idle_timeout(Duration::from_secs(60)),
             )
             .build();
-        let from = config.email_from.parse::<Mailbox>().context("EMAIL_FROM")?;
         Ok(Self {
             id: Uuid::new_v4(),
             pool,
             transport,
-            from,
+            from: config.mail.from.clone(),
             breaker: Arc::new(CircuitBreaker::new(mail.breaker_failures, mail.breaker_open)),
             counters: Arc::default(),
             abandon: CancellationToken::new(),

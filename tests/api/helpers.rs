@@ -269,7 +269,7 @@ impl TestApp {
         let addr = listener.local_addr().unwrap();
         let app = authgraph::app(self.state.clone());
         // The production server (timeouts, connection cap), as `authgraph serve` runs it.
-        let limits = self.state.config.http_server;
+        let limits = self.state.config.http.server;
         tokio::spawn(async move {
             authgraph::http::server::serve(listener, app, limits, std::future::pending())
                 .await
