@@ -20,6 +20,7 @@ pub mod social;
 pub mod step_up;
 pub mod throttle;
 pub mod token;
+pub mod webhooks;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
@@ -139,6 +140,8 @@ pub struct Auth {
     breach: Option<breach::BreachCheck>,
     /// Social sign-in providers (see `social`); none until wired.
     social: Option<Arc<social::Social>>,
+    /// Webhook subscriptions (see `webhooks`); none when `WEBHOOK_ENDPOINTS` is unset.
+    webhooks: Option<Arc<crate::config::WebhookConfig>>,
 }
 
 /// Everything [`Auth`] is made of, built once at start-up.
@@ -188,6 +191,7 @@ impl Auth {
             passkeys: Arc::new(passkeys),
             breach,
             social: None,
+            webhooks: None,
         }
     }
 

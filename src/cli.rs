@@ -60,6 +60,7 @@ SERVICE_UNAVAILABLE meanwhile. Without JWT_KEYS it generates a key in DATA_DIR/k
 In production it never touches the schema: run `authgraph migrate` first.
 
 It also runs the mail worker, delivering the outbox to SMTP_URL (MAIL_* variables),
+the webhook worker when WEBHOOK_ENDPOINTS is set (WEBHOOK_* variables),
 the retention job, deleting ended sessions, finished mail and expired email tokens
 (RETENTION_* variables; one replica at a time), and listens on DATABASE_URL for session events, pushed to live sockets (LIVE_* variables).
 
@@ -259,6 +260,10 @@ async fn serve() -> anyhow::Result<()> {
         .with_context(|| format!("binding LISTEN_ADDR {addr}"))?;
     let addr = listener.local_addr().unwrap_or(addr);
     let mail_worker = Worker::new(state.db.clone(), &state.config)?.spawn();
+    let webhooks = match &state.config.webhooks {
+        Some(hooks) => Some(crate::webhooks::Worker::new(state.db.clone(), hooks).spawn()?),
+        None => None,
+    };
     let retention =
         retention::Job::new(state.config.database.url.clone(), state.config.retention.clone()).spawn();
     tokio::spawn(maintain_audit_log(state.clone()));
@@ -287,7 +292,12 @@ async fn serve() -> anyhow::Result<()> {
         let stop = stop.clone();
         async move {
             stop.cancelled().await;
-            tokio::join!(mail_worker.shutdown(mail_grace), retention.shutdown());
+            let webhooks = async {
+                if let Some(webhooks) = webhooks {
+                    webhooks.shutdown(mail_grace).await;
+                }
+            };
+            tokio::join!(mail_worker.shutdown(mail_grace), retention.shutdown(), webhooks);
         }
     });
     // Not axum::serve: it has no read timeouts and no connection cap (http::server).

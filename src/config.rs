@@ -24,6 +24,7 @@ pub mod retention;
 pub mod throttle;
 pub mod tokens;
 pub mod webauthn;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -41,6 +42,7 @@ pub use retention::RetentionConfig;
 pub use throttle::{ThrottleConfig, ThrottleRule};
 pub use tokens::TokenConfig;
 pub use webauthn::WebauthnConfig;
+pub use webhooks::WebhookConfig;
 
 /// Every variable the configuration reads, by group, besides the per-provider
 /// `OAUTH_<ID>_*` of each id in `OAUTH_PROVIDERS`. API.md documents them; their names
@@ -143,6 +145,17 @@ pub const VARIABLES: &[&str] = &[
     "OAUTH_HTTP_TIMEOUT",
     "OAUTH_BREAKER_FAILURES",
     "OAUTH_BREAKER_OPEN",
+    // webhooks.rs
+    "WEBHOOK_ENDPOINTS",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_RETRY_BASE",
+    "WEBHOOK_RETRY_MAX",
+    "WEBHOOK_BREAKER_FAILURES",
+    "WEBHOOK_BREAKER_OPEN",
+    "WEBHOOK_POLL_INTERVAL",
 ];
 
 /// Where the service runs: development turns on conveniences, production turns them off.
@@ -199,6 +212,8 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     /// `OAUTH_*`: social sign-in providers, redirect URIs and flow lifetime.
     pub oauth: OAuthConfig,
+    /// `WEBHOOK_*`: endpoints receiving signed events; `None` when none is configured.
+    pub webhooks: Option<WebhookConfig>,
 }
 
 impl Config {
@@ -253,6 +268,7 @@ impl Config {
             mfa: MfaConfig::from_lookup(&get)?,
             webauthn: WebauthnConfig::from_lookup(&get, &mail.public_url)?,
             oauth: OAuthConfig::from_lookup(&get, &mail.public_url)?,
+            webhooks: WebhookConfig::from_lookup(&get)?,
             mail,
         })
     }

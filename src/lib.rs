@@ -8,6 +8,9 @@
 //!   fails with one `AuthError`);
 //! - mail: [`mail`] (outbox mail composition, and the worker delivering it over SMTP
 //!   through a circuit breaker);
+//! - webhooks: [`webhooks`] (the worker POSTing signed events from `webhook_deliveries`,
+//!   one task and circuit breaker per endpoint), beside mail and built from its parts;
+//!   the rows are queued by `auth` with each audit event;
 //! - retention: [`retention`] (the job deleting ended sessions, finished mail and expired
 //!   tokens), beside mail: a background task over storage that `serve` runs;
 //! - live events: [`events`] (the LISTEN connection and the per-user fan-out behind the
@@ -36,6 +39,7 @@ pub mod request;
 pub mod retention;
 pub mod state;
 pub mod telemetry;
+pub mod webhooks;
 
 /// The real router, for `main` and for tests.
 pub fn app(state: state::AppState) -> axum::Router {

@@ -79,6 +79,13 @@ pub const MAIL_DELIVERIES_TOTAL: &str = "authgraph_mail_deliveries_total";
 /// 0 on the others. Gauge.
 pub const MAIL_BREAKER_STATE: &str = "authgraph_mail_breaker_state";
 
+/// Webhook delivery outcomes by `endpoint` (1-based position in `WEBHOOK_ENDPOINTS`)
+/// and `outcome`: `delivered`, `failed` (an attempt failed; retried later or, after
+/// its last attempt, also counted `dead`), `dead`. Counter.
+pub const WEBHOOK_DELIVERIES_TOTAL: &str = "authgraph_webhook_deliveries_total";
+/// Each endpoint's circuit breaker: 1 on the current `state`, 0 on the others. Gauge.
+pub const WEBHOOK_BREAKER_STATE: &str = "authgraph_webhook_breaker_state";
+
 /// Open live-event sockets (upgraded, whether or not signed in yet). Gauge.
 pub const LIVE_SOCKETS_OPEN: &str = "authgraph_live_sockets_open";
 /// Session events sent over sockets, by `type` (`SESSION_REVOKED`, `NEW_SIGN_IN`,
@@ -214,6 +221,14 @@ fn describe() {
     describe_gauge!(
         MAIL_BREAKER_STATE,
         "SMTP circuit breaker state (1 on the current state)"
+    );
+    describe_counter!(
+        WEBHOOK_DELIVERIES_TOTAL,
+        "Webhook delivery attempts by endpoint and outcome"
+    );
+    describe_gauge!(
+        WEBHOOK_BREAKER_STATE,
+        "Webhook circuit breaker state per endpoint (1 on the current state)"
     );
     describe_gauge!(LIVE_SOCKETS_OPEN, "Open live-event sockets");
     describe_counter!(LIVE_EVENTS_SENT_TOTAL, "Session events sent over sockets by type");
@@ -388,6 +403,22 @@ pub fn retention_run(outcome: &'static str) {
 pub fn mail_breaker(state: &'static str) {
     for s in ["closed", "open", "half_open"] {
         gauge!(MAIL_BREAKER_STATE, "state" => s).set(if s == state { 1.0 } else { 0.0 });
+    }
+}
+
+/// Records one webhook delivery outcome for endpoint number `endpoint`.
+pub fn webhook_delivery(endpoint: &str, outcome: &'static str) {
+    counter!(WEBHOOK_DELIVERIES_TOTAL, "endpoint" => endpoint.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// Publishes endpoint number `endpoint`'s breaker state.
+pub fn webhook_breaker(endpoint: &str, state: &'static str) {
+    for s in ["closed", "open", "half_open"] {
+        gauge!(WEBHOOK_BREAKER_STATE, "endpoint" => endpoint.to_owned(), "state" => s).set(if s == state {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 

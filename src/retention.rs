@@ -1,6 +1,6 @@
 //! The retention job: every `RETENTION_INTERVAL`, deletes what nothing needs any more
-//! (sessions ended `RETENTION_SESSIONS` ago with their refresh tokens, mail sent or dead
-//! `RETENTION_OUTBOX` ago, email tokens expired `RETENTION_EMAIL_TOKENS` ago), in bounded
+//! (sessions ended `RETENTION_SESSIONS` ago with their refresh tokens, mail and webhook
+//! deliveries finished `RETENTION_OUTBOX` ago, email tokens expired `RETENTION_EMAIL_TOKENS` ago), in bounded
 //! batches, on one replica at a time.
 //!
 //! Beside `mail`, below `auth`: like the mail worker it is a background task over
@@ -38,12 +38,14 @@ pub struct Pruned {
     pub outbox: u64,
     /// Expired email tokens.
     pub email_tokens: u64,
+    /// Delivered or dead webhook deliveries (kept as long as mail: `RETENTION_OUTBOX`).
+    pub webhooks: u64,
 }
 
 impl Pruned {
     /// Rows deleted in all.
     pub fn total(&self) -> u64 {
-        self.sessions + self.refresh_tokens + self.outbox + self.email_tokens
+        self.sessions + self.refresh_tokens + self.outbox + self.email_tokens + self.webhooks
     }
 
     fn add(&mut self, table: &'static str, rows: usize) {
@@ -52,6 +54,7 @@ impl Pruned {
             "sessions" => self.sessions += rows,
             "refresh_tokens" => self.refresh_tokens += rows,
             "outbox" => self.outbox += rows,
+            "webhook_deliveries" => self.webhooks += rows,
             _ => self.email_tokens += rows,
         }
         if rows > 0 {
@@ -122,6 +125,16 @@ async fn prune_with(
             .await
             .context("deleting sent and dead mail")?;
         pruned.add("outbox", n);
+        if n < batch {
+            break;
+        }
+        tokio::time::sleep(BATCH_PAUSE).await;
+    }
+    loop {
+        let n = db::retention::delete_finished_webhooks(conn, config.outbox, batch)
+            .await
+            .context("deleting delivered and dead webhooks")?;
+        pruned.add("webhook_deliveries", n);
         if n < batch {
             break;
         }
@@ -208,6 +221,7 @@ impl Job {
                             refresh_tokens = pruned.refresh_tokens,
                             outbox = pruned.outbox,
                             email_tokens = pruned.email_tokens,
+                            webhooks = pruned.webhooks,
                             "expired rows pruned"
                         );
                     } else {

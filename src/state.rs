@@ -153,7 +153,8 @@ impl AppState {
             passkeys: PasskeyPolicy::new(&config.webauthn)?,
             breach,
         })
-        .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?);
+        .with_social(Social::new(&config.oauth).context("OAUTH_PROVIDERS")?)
+        .with_webhooks(config.webhooks.clone());
         Ok(Self(Arc::new(App {
             auth,
             db: pool,

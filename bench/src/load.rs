@@ -72,6 +72,8 @@ pub enum Op {
     CeilingLogin(Arc<Vec<String>>, String),
     /// `register` with fresh emails.
     Register,
+    /// `POST /register` on the ceiling, with fresh emails.
+    CeilingRegister,
     /// `refresh`: worker i follows the rotation chain starting at token i.
     Refresh(Arc<Vec<String>>),
 }
@@ -150,6 +152,14 @@ impl Worker {
                         REGISTER,
                         json!({ "input": { "email": email, "password": crate::PASSWORD } }),
                     ),
+                )?
+            }
+            Op::CeilingRegister => {
+                let k = REGISTERED.fetch_add(1, Ordering::Relaxed);
+                let email = format!("new-{}-{k}@bench.local", std::process::id());
+                post(
+                    "/register",
+                    Bytes::from(json!({ "email": email, "password": crate::PASSWORD }).to_string()),
                 )?
             }
             Op::Refresh(_) => post("/graphql", graphql_body(REFRESH, json!({ "t": self.chain })))?,

@@ -1,4 +1,5 @@
-//! `just bench`: measures authgraph against a bare-axum ceiling and the argon2 limit.
+//! `just bench`: measures authgraph against an independent bare-axum ceiling (see
+//! `ceiling`) and the argon2 limit.
 //!
 //! One run, one machine, one table: every target is a ratio between figures measured
 //! in this run, so a noisy shared machine moves both sides of each ratio together.
@@ -16,11 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use authgraph::auth::{
-    input::Password,
-    jwt::{KeyAlgorithm, SigningKey},
-    password::PasswordHasher,
-};
+use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use load::{Op, Stats, Target};
 use serde_json::json;
@@ -239,11 +236,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 let chains = load::login_many(&svc, &emails[64..128], PASSWORD).await?;
                 Op::Refresh(Arc::new(chains.into_iter().map(|p| p.1).collect()))
             }
+            "login" => Op::Login(emails.clone(), PASSWORD.into()),
+            "register" => Op::Register,
             "ceiling-me" => Op::CeilingMe(tokens.clone()),
-            other => bail!("--only takes me, refresh, ceiling-me or retention, not {other}"),
+            "ceiling-login" => Op::CeilingLogin(emails.clone(), PASSWORD.into()),
+            "ceiling-register" => Op::CeilingRegister,
+            other => bail!(
+                "--only takes me, login, register, refresh, ceiling-me, ceiling-login, \
+                 ceiling-register or retention, not {other}"
+            ),
         };
-        let target = if only == "ceiling-me" { &ceil } else { &svc };
-        let stats = load::closed_loop(target, op, 64, d).await?;
+        let target = if only.starts_with("ceiling-") { &ceil } else { &svc };
+        let conns = if matches!(op, Op::Me(_) | Op::CeilingMe(_) | Op::Refresh(_)) {
+            64
+        } else {
+            32
+        };
+        let stats = load::closed_loop(target, op, conns, d).await?;
         println!("  {only:<28} {}", stats.line());
         return Ok(());
     }
@@ -276,10 +285,10 @@ async fn run(options: Options) -> anyhow::Result<()> {
         32,
     )
     .await?;
-    let (login_again, register) = pair(
+    let (register_ceiling, register) = pair(
         &mut rows,
         d * 2,
-        ("login (32 conns, again)", &svc, login_op()),
+        ("register (ceiling, 32 conns)", &ceil, Op::CeilingRegister),
         ("register (32 conns)", &svc, Op::Register),
         32,
     )
@@ -322,27 +331,23 @@ async fn run(options: Options) -> anyhow::Result<()> {
         paced_storm.clone(),
     ));
 
-    // argon2: the verification cost on this machine, measured in this process.
-    let hasher = PasswordHasher::new(1)?;
-    let hash = hasher
-        .hash(Password::candidate(PASSWORD))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut times = Vec::new();
-    for _ in 0..30 {
-        let t = Instant::now();
-        let _ = hasher
-            .verify(Password::candidate("wrong guess"), Some(hash.clone()))
-            .await;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    let argon2_median = times[times.len() / 2];
+    // argon2: the verification cost on this machine with every core hashing at once
+    // (cores share caches and memory bandwidth, so one hash alone is faster than each of
+    // two together), measured in this process with the ceiling's hasher. Both servers
+    // are idle now.
+    let (argon2_alone, argon2_median) = tokio::task::spawn_blocking(move || {
+        Ok::<_, anyhow::Error>((
+            ceiling::parallel_verify_seconds(1, 15)?,
+            ceiling::parallel_verify_seconds(cores, 15)?,
+        ))
+    })
+    .await??;
     let argon2_limit = cores as f64 / argon2_median;
     println!(
-        "  argon2 verification median {:.1} ms: limit {:.1}/s on {cores} cores",
+        "  argon2 verification median {:.1} ms alone, {:.1} ms with {cores} in parallel: \
+         limit {argon2_limit:.1}/s on {cores} cores",
+        argon2_alone * 1e3,
         argon2_median * 1e3,
-        argon2_limit
     );
 
     let (unknown_ms, wrong_ms) = load::enumeration_timing(&svc, &emails, 40).await?;
@@ -411,9 +416,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
     drop(service);
 
     let mut targets = vec![
-        Goal::at_least("me / ceiling me", me.rps / me_ceiling.rps, 0.7),
+        Goal::at_least("me / ceiling me", me.rps / me_ceiling.rps, 0.85),
         Goal::at_least("login / ceiling login", login.rps / login_ceiling.rps, 0.95),
-        Goal::at_least("register / login", register.rps / login_again.rps, 0.9),
+        Goal::at_least(
+            "register / ceiling register",
+            register.rps / register_ceiling.rps,
+            0.95,
+        ),
         Goal::at_least("refresh / me", refresh.rps / me_again.rps, 0.3),
         Goal::at_most(
             "me p99 in storm / alone",
@@ -449,9 +458,11 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ));
     }
     report.push_str(&format!(
-        "\nargon2id verification median {:.1} ms → limit {:.1} logins/s on {cores} cores; \
+        "\nargon2id verification median {:.1} ms alone, {:.1} ms with {cores} verifying in \
+         parallel → limit {:.1} logins/s on {cores} cores; \
          login median unknown email {unknown_ms:.1} ms vs wrong password {wrong_ms:.1} ms; \
          service peak RSS {rss:.1} MB.\n\n",
+        argon2_alone * 1e3,
         argon2_median * 1e3,
         argon2_limit
     ));
@@ -469,9 +480,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
         ));
     }
     report.push_str(&format!(
-        "\n(login reached {:.0}% of the argon2 limit; the ceiling's login {:.0}%.)\n",
+        "\n(Of the argon2 limit, login reached {:.0}% and the ceiling's login {:.0}%; \
+         register {:.0}% and the ceiling's register {:.0}%.)\n",
         100.0 * login.rps / argon2_limit,
-        100.0 * login_ceiling.rps / argon2_limit
+        100.0 * login_ceiling.rps / argon2_limit,
+        100.0 * register.rps / argon2_limit,
+        100.0 * register_ceiling.rps / argon2_limit,
     ));
     println!("\n{report}");
     let out = Path::new("target/bench");

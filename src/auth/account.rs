@@ -112,10 +112,13 @@ impl Auth {
         let (user_id, session_id) = (viewer.user.id, viewer.session_id);
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| {
-            db::users::delete(conn, user_id).await?;
-            // The audit row has no foreign key to users: it outlives the account.
+            // Recorded first, so the `user.deleted` webhook can still read the address.
+            // Neither the audit row nor the delivery has a foreign key to users: both
+            // outlive the account, and both commit with the deletion or not at all.
             let event = Event::new(EventType::UserDeleted, Some(user_id)).session(session_id);
-            self.audit(conn, event, client).await
+            self.audit(conn, event, client).await?;
+            db::users::delete(conn, user_id).await?;
+            Ok(())
         })
         .await?;
         info!("account deleted");

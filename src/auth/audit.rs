@@ -198,9 +198,9 @@ impl Auth {
                 .map(|id| truncate(id, REQUEST_ID_MAX)),
             details: serde_json::Value::Object(event.details),
         };
-        // Webhook deliveries (issue 18, item 3) belong here, queued in this same
-        // transaction, so every recorded event, and only those, is pushed.
-        Ok(db::audit::insert(conn, &row).await?)
+        db::audit::insert(conn, &row).await?;
+        // In this same transaction: every recorded event, and only those, is pushed.
+        self.queue_webhooks(conn, event.kind, &row).await
     }
 
     /// Keeps the audit log's partitions: creates this month's and the next, and drops

@@ -49,6 +49,9 @@ fn every_variable_read_is_listed_and_every_listed_one_is_read() {
         ("OAUTH_PROVIDERS", "acme"),
         ("OAUTH_ACME_ISSUER", "https://idp.example"),
         ("OAUTH_ACME_CLIENT_ID", "x"),
+        // Configured, so the webhook group reads its secret and tuning too.
+        ("WEBHOOK_ENDPOINTS", "https://hooks.example/authgraph"),
+        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
     ];
     Config::from_lookup(|name| {
         read.lock().unwrap().push(name.to_owned());

@@ -1,23 +1,20 @@
 //! Queries on `outbox`: mail written in the transaction of the change that causes it,
-//! claimed by one worker at a time, then marked sent, rescheduled or dead.
+//! claimed by one worker at a time, then marked sent, rescheduled or dead (the shared
+//! [`queue`] rules).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::{
-    dsl::now,
-    pg::{Pg, data_types::PgInterval},
-    prelude::*,
-    sql_types::Timestamptz,
-};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::{pg::Pg, prelude::*};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::outbox;
+use super::{
+    queue::{self, Queue},
+    schema::outbox,
+};
 
-const PENDING: &str = "pending";
 const SENT: &str = "sent";
-const DEAD: &str = "dead";
 
 /// A mail about to be queued.
 #[derive(Insertable)]
@@ -52,7 +49,7 @@ impl std::fmt::Debug for NewMail {
 }
 
 /// A mail a worker has claimed for one delivery attempt.
-#[derive(Queryable, Selectable)]
+#[derive(QueryableByName)]
 #[diesel(table_name = outbox, check_for_backend(Pg))]
 pub struct ClaimedMail {
     /// The mail id (logged instead of the address).
@@ -83,11 +80,16 @@ impl std::fmt::Debug for ClaimedMail {
     }
 }
 
-/// `delay` as a PostgreSQL interval. Claims and schedules use `now()` plus one of these,
-/// so every replica goes by the database's clock, whatever its own says.
-fn interval(delay: Duration) -> PgInterval {
-    PgInterval::from_microseconds(i64::try_from(delay.as_micros()).unwrap_or(i64::MAX))
-}
+/// The outbox as a [`queue::Queue`]: a finished mail loses its bodies, which carry a
+/// live token.
+pub const QUEUE: Queue = Queue {
+    table: "outbox",
+    done: SENT,
+    done_at: "sent_at",
+    scrub: ", body_text = null, body_html = null",
+    returning: "id, kind, recipient, subject, body_text, body_html, message_id, attempts",
+    partition: None,
+};
 
 /// Queues a mail; call it inside the transaction of the change that causes the mail.
 pub async fn insert(conn: &mut AsyncPgConnection, mail: &NewMail) -> QueryResult<()> {
@@ -98,61 +100,20 @@ pub async fn insert(conn: &mut AsyncPgConnection, mail: &NewMail) -> QueryResult
         .map(drop)
 }
 
-/// Claims the most overdue pending mail for `worker` until `lease` has passed. Rows
-/// another worker is claiming right now are skipped (`FOR UPDATE SKIP LOCKED`), so any
-/// number of workers on one database never claim the same mail at once.
+/// Claims the most overdue pending mail for `worker` until `lease` has passed; no two
+/// workers on one database ever claim the same mail at once ([`queue::claim`]).
 pub async fn claim_next(
     conn: &mut AsyncPgConnection,
     worker: Uuid,
     lease: Duration,
 ) -> QueryResult<Option<ClaimedMail>> {
-    conn.transaction(async |conn| {
-        let id: Option<Uuid> = outbox::table
-            .filter(outbox::status.eq(PENDING))
-            .filter(outbox::next_attempt_at.le(now))
-            .filter(outbox::claimed_until.is_null().or(outbox::claimed_until.lt(now)))
-            .order(outbox::next_attempt_at)
-            .select(outbox::id)
-            .limit(1)
-            .for_update()
-            .skip_locked()
-            .first(conn)
-            .await
-            .optional()?;
-        let Some(id) = id else { return Ok(None) };
-        diesel::update(outbox::table.find(id))
-            .set((
-                outbox::claimed_by.eq(worker),
-                outbox::claimed_until.eq((now.into_sql::<Timestamptz>() + interval(lease)).nullable()),
-            ))
-            .returning(ClaimedMail::as_returning())
-            .get_result(conn)
-            .await
-            .map(Some)
-    })
-    .await
+    queue::claim(conn, &QUEUE, None, worker, lease).await
 }
 
 /// Marks a claimed mail sent and drops its bodies; false when the claim had lapsed
 /// and another worker took the mail over.
 pub async fn mark_sent(conn: &mut AsyncPgConnection, id: Uuid, worker: Uuid) -> QueryResult<bool> {
-    diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claimed_by.eq(worker))
-            .filter(outbox::status.eq(PENDING)),
-    )
-    .set((
-        outbox::status.eq(SENT),
-        outbox::sent_at.eq(now),
-        outbox::body_text.eq(None::<String>),
-        outbox::body_html.eq(None::<String>),
-        outbox::claimed_by.eq(None::<Uuid>),
-        outbox::claimed_until.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await
-    .map(|n| n > 0)
+    queue::finish(conn, &QUEUE, id, worker).await
 }
 
 /// Records a failed attempt and schedules the next one after `delay`.
@@ -163,22 +124,7 @@ pub async fn reschedule(
     delay: Duration,
     error: &str,
 ) -> QueryResult<bool> {
-    diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claimed_by.eq(worker))
-            .filter(outbox::status.eq(PENDING)),
-    )
-    .set((
-        outbox::attempts.eq(outbox::attempts + 1),
-        outbox::next_attempt_at.eq(now.into_sql::<Timestamptz>() + interval(delay)),
-        outbox::last_error.eq(error),
-        outbox::claimed_by.eq(None::<Uuid>),
-        outbox::claimed_until.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await
-    .map(|n| n > 0)
+    queue::reschedule(conn, &QUEUE, id, worker, delay, error).await
 }
 
 /// Gives up on a mail after a failed attempt: dead, bodies dropped.
@@ -188,47 +134,16 @@ pub async fn mark_dead(
     worker: Uuid,
     error: &str,
 ) -> QueryResult<bool> {
-    diesel::update(
-        outbox::table
-            .find(id)
-            .filter(outbox::claimed_by.eq(worker))
-            .filter(outbox::status.eq(PENDING)),
-    )
-    .set((
-        outbox::status.eq(DEAD),
-        outbox::attempts.eq(outbox::attempts + 1),
-        outbox::last_error.eq(error),
-        outbox::body_text.eq(None::<String>),
-        outbox::body_html.eq(None::<String>),
-        outbox::claimed_by.eq(None::<Uuid>),
-        outbox::claimed_until.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await
-    .map(|n| n > 0)
+    queue::give_up(conn, &QUEUE, id, worker, error).await
 }
 
 /// Hands back every mail `worker` still claims (graceful shutdown), so another worker
 /// can deliver it at once instead of waiting for the lease to lapse.
 pub async fn release_claims(conn: &mut AsyncPgConnection, worker: Uuid) -> QueryResult<usize> {
-    diesel::update(
-        outbox::table
-            .filter(outbox::claimed_by.eq(worker))
-            .filter(outbox::status.eq(PENDING)),
-    )
-    .set((
-        outbox::claimed_by.eq(None::<Uuid>),
-        outbox::claimed_until.eq(None::<DateTime<Utc>>),
-    ))
-    .execute(conn)
-    .await
+    queue::release_claims(conn, &QUEUE, worker).await
 }
 
 /// Pending mail: how many, and when the oldest was queued (for metrics).
 pub async fn pending_stats(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
-    outbox::table
-        .filter(outbox::status.eq(PENDING))
-        .select((diesel::dsl::count_star(), diesel::dsl::min(outbox::created_at)))
-        .first(conn)
-        .await
+    queue::pending_stats(conn, &QUEUE).await
 }

@@ -1,5 +1,5 @@
 //! Retention queries: bounded deletes of rows nothing needs any more (ended sessions and
-//! their refresh tokens, sent or dead mail, expired email tokens), and the advisory lock
+//! their refresh tokens, sent or dead mail and webhook deliveries, expired email tokens), and the advisory lock
 //! that lets one replica at a time run them.
 //!
 //! Each statement touches at most `batch` rows, chosen in a `limit`ed subselect by
@@ -130,6 +130,23 @@ pub async fn delete_finished_mail(
         "delete from outbox where ctid = any(array(\
          select ctid from outbox where status <> 'pending' \
          and coalesce(sent_at, next_attempt_at) < now() - $1 limit $2))",
+    )
+    .bind::<Interval, _>(interval(keep))
+    .bind::<BigInt, _>(limit(batch))
+    .execute(conn)
+    .await
+}
+
+/// Deletes up to `batch` webhook deliveries delivered or dead more than `keep` ago.
+pub async fn delete_finished_webhooks(
+    conn: &mut AsyncPgConnection,
+    keep: Duration,
+    batch: usize,
+) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "delete from webhook_deliveries where ctid = any(array(\
+         select ctid from webhook_deliveries where status <> 'pending' \
+         and coalesce(delivered_at, next_attempt_at) < now() - $1 limit $2))",
     )
     .bind::<Interval, _>(interval(keep))
     .bind::<BigInt, _>(limit(batch))

@@ -183,6 +183,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        event_id -> Text,
+        endpoint -> Text,
+        kind -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        claimed_by -> Nullable<Uuid>,
+        claimed_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(email_tokens -> users (user_id));
 diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
@@ -210,4 +228,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     throttle_counters,
     users,
+    webhook_deliveries,
 );

@@ -489,7 +489,7 @@ pub fn backoff(failures: u32, base: Duration, max: Duration, unit: f64) -> Durat
 }
 
 /// A random number in [0, 1) from the system CSPRNG (jitter needs no more).
-fn random_unit() -> f64 {
+pub fn random_unit() -> f64 {
     let mut bytes = [0u8; 8];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
         return 0.5;

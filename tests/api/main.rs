@@ -51,3 +51,4 @@ mod support_sql;
 mod throttle;
 mod timeouts;
 mod transport;
+mod webhooks;

@@ -16,7 +16,8 @@ use tracing_subscriber::{filter::LevelFilter, fmt, fmt::format::FmtSpan, prelude
 use crate::{
     helpers::{LOGIN, ME, REGISTER, TestApp, TestResponse},
     smtp_sink::SmtpSink,
-    support_mail::{GRACE, start_worker},
+    support_mail::{GRACE, count, eventually, start_worker},
+    webhooks::{Receiver, SECRET as WEBHOOK_SECRET, start_worker as start_webhooks},
 };
 
 /// A distinctive password nothing else could print by chance.
@@ -100,10 +101,15 @@ fn field<'a>(response: &'a TestResponse, mutation: &str, name: &str) -> &'a str 
 #[tokio::test(flavor = "current_thread")]
 async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     let sink = SmtpSink::start().await;
+    let receiver = Receiver::start().await;
     let app = TestApp::spawn_with(
         KeyAlgorithm::Es256,
         &[
             ("SMTP_URL", &sink.url()),
+            // Every event is pushed too: webhook bodies and the webhook worker's logs
+            // are searched like the rest.
+            ("WEBHOOK_ENDPOINTS", &receiver.url()),
+            ("WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("THROTTLE_LOGIN_ACCOUNT_ADDRESS", "2/1h,1h..1h"),
             // A rotated refresh token presented again is reuse at once.
             ("REFRESH_GRACE_SECONDS", "0"),
@@ -138,6 +144,7 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     log::set_max_level(log::LevelFilter::Trace);
     // The mail worker runs on this thread too, so its logs (SMTP included) are captured.
     let worker = start_worker(&app, |_| {});
+    let webhooks = start_webhooks(&app);
 
     let mixed_case = format!("Quokka.Owner+{}@Example.COM", uuid::Uuid::new_v4().simple());
     let email = mixed_case.to_lowercase();
@@ -295,6 +302,12 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
     seen.response(&deleted);
 
     worker.shutdown(GRACE).await;
+    let audited = count(&app, "select count(*) as n from audit_events").await;
+    eventually("every audit event pushed", || async {
+        receiver.accepted().len() as i64 == audited
+    })
+    .await;
+    webhooks.shutdown(GRACE).await;
     drop(scoped);
     let logs = capture.text();
     let tokens = seen.secrets.len();
@@ -312,6 +325,7 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
         "password reset",
         "argon2 job done",
         "mail sent",
+        "webhook worker started",
     ] {
         assert!(logs.contains(expected), "the capture lacks {expected:?}");
     }
@@ -338,6 +352,21 @@ async fn no_password_token_or_email_reaches_a_log_or_an_error() {
         );
         forbidden.push(bytes.iter().map(|b| format!("{b:02x}")).collect());
     }
+    // Webhook bodies go to the operator's own service and carry the address by design,
+    // but never a password, token or code.
+    let bodies: String = receiver.accepted().into_iter().map(|r| r.raw).collect();
+    assert!(bodies.contains("password.reset") && bodies.contains("user.deleted"));
+    for secret in [SECRET_PASSWORD, SECOND_PASSWORD, THIRD_PASSWORD]
+        .into_iter()
+        .chain(seen.secrets.iter().map(String::as_str))
+    {
+        assert!(
+            !bodies.contains(secret),
+            "a webhook body carries a secret: {bodies}"
+        );
+    }
+    // Nor does the signing secret reach a log.
+    forbidden.push(WEBHOOK_SECRET.trim_start_matches("whsec_").to_owned());
     let errors = serde_json::to_string(&seen.errors).unwrap();
     for secret in &forbidden {
         assert!(

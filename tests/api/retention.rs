@@ -90,6 +90,7 @@ async fn one_pass_deletes_exactly_the_rows_past_their_retention() {
             refresh_tokens: 21,
             outbox: 2,
             email_tokens: 1,
+            webhooks: 0,
         }
     );
     assert_eq!(
