@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: `Auth`, its wiring, and the sign-in core the use cases build on.
 //! Auth logic: the use cases (register, login, authenticate, ...) as async functions over
 //! the pool. Knows nothing of HTTP or GraphQL; fails with [`AuthError`] only.
 
@@ -18,6 +19,7 @@ pub mod sign_in_methods;
 pub mod social;
 pub mod step_up;
 pub mod throttle;
+pub mod token;
 pub mod webhooks;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
@@ -28,20 +30,21 @@ use secrecy::ExposeSecret;
 use tracing::{info, instrument};
 use uuid::Uuid;
 
+pub use crate::db::users::{Account, Role};
 use audit::{Event, EventType};
 pub use error::{AuthError, TokenProblem};
 use input::{DisplayName, Email, Password};
 use jwt::JwtKeys;
 use mfa::MfaPolicy;
 use password::PasswordHasher;
-use refresh_token::PlainToken;
 use step_up::{Assurance, Method};
 use throttle::Throttle;
+use token::OpaqueToken;
 
 use crate::db::{
     self, DbConn, DbPool, ResultExt,
     sessions::{NewSession, Session},
-    users::{NewUser, Role, User},
+    users::NewUser,
 };
 use crate::mail::Composer;
 
@@ -77,13 +80,13 @@ pub struct ClientInfo {
 /// A freshly issued token pair with its session and user.
 pub struct Issued {
     /// The signed-in user.
-    pub user: User,
+    pub user: Account,
     /// The session the pair belongs to.
     pub session_id: Uuid,
     /// The JWT access token.
     pub access_token: String,
     /// The opaque refresh token.
-    pub refresh_token: PlainToken,
+    pub refresh_token: OpaqueToken,
     /// Access token lifetime in seconds.
     pub expires_in: u64,
     /// Seconds until the refresh token expires.
@@ -104,7 +107,7 @@ impl std::fmt::Debug for Issued {
 #[derive(Clone, Debug)]
 pub struct Viewer {
     /// The caller, read fresh from the database.
-    pub user: User,
+    pub user: Account,
     /// The session of the access token.
     pub session_id: Uuid,
     /// How the token says its holder authenticated (`auth_time`, `amr`): what step-up
@@ -335,11 +338,11 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
-        let (user, has_factor) = {
+        let (user, password_hash, has_factor) = {
             let mut conn = self.conn().await?;
             match db::users::find_for_sign_in(&mut conn, email.as_str()).await? {
-                Some((user, has_factor)) => (Some(user), has_factor),
-                None => (None, false),
+                Some((user, password_hash, has_factor)) => (Some(user), password_hash, has_factor),
+                None => (None, None, false),
             }
         };
         // Known before the attempt is counted, so a lockout line names the account too.
@@ -353,7 +356,7 @@ impl Auth {
             .passwords
             // An account without a password verifies against the dummy hash: the same
             // cost and the same answer as a wrong password.
-            .verify(password, user.as_ref().and_then(|u| u.password_hash.clone()))
+            .verify(password, password_hash)
             .await?;
         let user = match user {
             Some(user) if matched => user,
@@ -459,7 +462,7 @@ impl Auth {
     async fn open_session(
         &self,
         conn: &mut AsyncPgConnection,
-        user: User,
+        user: Account,
         client: &ClientInfo,
         assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
@@ -471,7 +474,7 @@ impl Auth {
             .as_deref()
             .map(|ua| truncate(ua, USER_AGENT_MAX));
         let session_id = Uuid::new_v4();
-        let refresh_token = PlainToken::generate()?;
+        let refresh_token = OpaqueToken::generate()?;
         db::sessions::open(
             conn,
             &NewSession {
@@ -519,7 +522,7 @@ impl Auth {
     }
 
     /// Users by id, in one query; unknown ids are absent.
-    pub async fn find_users(&self, ids: &[Uuid]) -> Result<Vec<User>, AuthError> {
+    pub async fn find_users(&self, ids: &[Uuid]) -> Result<Vec<Account>, AuthError> {
         let mut conn = self.conn().await?;
         Ok(db::users::find_many(&mut conn, ids).await?)
     }
@@ -555,7 +558,7 @@ impl Auth {
 
 /// The key a user's sign-in attempts are counted under: the email, or for an account
 /// without one its id (which never looks like an address, so never shares a counter).
-pub(crate) fn account_key(user: &User) -> Email {
+pub(crate) fn account_key(user: &Account) -> Email {
     match &user.email {
         Some(email) => Email::stored(email),
         None => Email::stored(&format!("user:{}", user.id)),

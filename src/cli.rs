@@ -10,9 +10,12 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::jwt::{KeyAlgorithm, SigningKey, write_private},
+    auth::{
+        Role,
+        jwt::{KeyAlgorithm, SigningKey, write_private},
+    },
     config::Config,
-    db::{self, users::Role},
+    db,
     mail::Worker,
     retention,
     state::AppState,
@@ -134,7 +137,7 @@ enum UserCommand {
         email: String,
         /// The new role.
         #[arg(value_enum, ignore_case = true)]
-        role: RoleArg,
+        role: Role,
     },
     /// Remove every second factor and recovery code of a user who lost them:
     /// `authgraph user reset-mfa alice@example.com`.
@@ -147,12 +150,15 @@ enum UserCommand {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum RoleArg {
-    #[value(name = "USER")]
-    User,
-    #[value(name = "ADMIN")]
-    Admin,
+// The domain's role, spelled on the command line as in the schema and the database.
+impl ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::User, Role::Admin]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
 }
 
 /// Parses the command line and runs the command.
@@ -173,10 +179,6 @@ pub async fn run() -> anyhow::Result<()> {
             command: UserCommand::SetRole { email, role },
         } => {
             let state = operator_state(Config::from_env()?, "to set the role").await?;
-            let role = match role {
-                RoleArg::User => Role::User,
-                RoleArg::Admin => Role::Admin,
-            };
             let found = state
                 .auth
                 .set_role(&email, role)

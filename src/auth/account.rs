@@ -12,7 +12,7 @@ use super::{
     input::{DisplayName, Email, Password},
     step_up::Requirement,
 };
-use crate::db::{self, users::User};
+use crate::db::{self, users::Account};
 
 /// A requested change to a nullable field: leave it, clear it, or set it.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ impl Auth {
         &self,
         viewer: &Viewer,
         display_name: Change<&str>,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         let display_name = match display_name {
             Change::Keep => return Ok(viewer.user.clone()),
             Change::Clear => None,
@@ -99,7 +99,7 @@ impl Auth {
         password: Option<&str>,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        if viewer.user.password_hash.is_none() {
+        if !viewer.user.has_password {
             self.require_step_up(viewer, Requirement::Passwordless).await?;
         } else {
             let password = password
@@ -143,7 +143,10 @@ impl Auth {
             )
             .await?;
         // No password: the dummy hash runs, and the answer is a wrong password's.
-        let stored = viewer.user.password_hash.clone();
+        let stored = {
+            let mut conn = self.conn().await?;
+            db::users::password_hash(&mut conn, viewer.user.id).await?
+        };
         if !self
             .passwords
             .verify(Password::candidate(password), stored)

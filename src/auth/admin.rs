@@ -20,7 +20,7 @@ use super::{
 use crate::db::{
     self,
     audit::{AuditEvent, Filter},
-    users::{Role, User},
+    users::{Account, Role},
 };
 
 /// Page size when `first` is absent.
@@ -122,7 +122,7 @@ impl Auth {
         after: Option<&str>,
         search: Option<&str>,
         with_total: bool,
-    ) -> Result<Page<User>, AuthError> {
+    ) -> Result<Page<Account>, AuthError> {
         Self::require_admin(viewer)?;
         let size = page_size(first)?;
         let after = after.map(parse_cursor).transpose()?;
@@ -183,7 +183,7 @@ impl Auth {
         id: &str,
         reason: Option<&str>,
         client: &ClientInfo,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         self.require_admin_action(viewer).await?;
         let target = user_id(id)?;
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
@@ -224,7 +224,7 @@ impl Auth {
         viewer: &Viewer,
         id: &str,
         client: &ClientInfo,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         self.require_admin_action(viewer).await?;
         let target = user_id(id)?;
         let actor = viewer.user.id;
@@ -253,7 +253,7 @@ impl Auth {
         id: &str,
         role: Role,
         client: &ClientInfo,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         self.require_admin_action(viewer).await?;
         let target = user_id(id)?;
         let actor = viewer.user.id;
@@ -312,7 +312,7 @@ impl Auth {
         viewer: &Viewer,
         id: &str,
         client: &ClientInfo,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         self.require_admin_action(viewer).await?;
         let target = user_id(id)?;
         let actor = viewer.user.id;
@@ -335,7 +335,7 @@ impl Auth {
         conn: &mut AsyncPgConnection,
         target: Uuid,
         removes_admin: bool,
-    ) -> Result<User, AuthError> {
+    ) -> Result<Account, AuthError> {
         let admins = db::users::lock_active_admins(conn).await?;
         let user = db::users::lock(conn, target).await?.ok_or_else(no_such_user)?;
         if removes_admin && admins.contains(&target) && admins.len() == 1 {

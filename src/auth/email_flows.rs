@@ -16,9 +16,9 @@ use super::{
     audit::{Event, EventType},
     input::Email,
     input::Password,
-    refresh_token::PlainToken,
+    token::OpaqueToken,
 };
-use crate::db::{self, email_tokens::Purpose, users::User};
+use crate::db::{self, email_tokens::Purpose, users::Account};
 
 /// Lifetime of an email verification token.
 pub const VERIFY_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -35,13 +35,13 @@ impl Auth {
     pub(super) async fn queue_verification(
         &self,
         conn: &mut AsyncPgConnection,
-        user: &User,
+        user: &Account,
     ) -> Result<(), AuthError> {
         // An account made from a provider identity may have no address to verify.
         let Some(address) = user.email.as_deref() else {
             return Ok(());
         };
-        let token = PlainToken::generate()?;
+        let token = OpaqueToken::generate()?;
         let expires_at = Utc::now() + VERIFY_TOKEN_TTL;
         db::email_tokens::replace(
             conn,
@@ -132,7 +132,7 @@ impl Auth {
 
     async fn queue_password_reset(&self, email: &Email) -> Result<(), AuthError> {
         // Drawn for unknown addresses too: both paths do the same work until the writes.
-        let token = PlainToken::generate()?;
+        let token = OpaqueToken::generate()?;
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| {
             let Some(user) = db::users::find_by_email(conn, email.as_str()).await? else {
@@ -213,9 +213,9 @@ impl Auth {
 }
 
 /// A token as a client presented it; blank is an input error on `token`.
-fn presented(token: &str) -> Result<PlainToken, AuthError> {
+fn presented(token: &str) -> Result<OpaqueToken, AuthError> {
     if token.trim().is_empty() {
         return Err(AuthError::input("token", "token is required"));
     }
-    Ok(PlainToken::presented(token))
+    Ok(OpaqueToken::presented(token))
 }

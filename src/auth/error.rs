@@ -74,7 +74,7 @@ pub enum AuthError {
     )]
     MfaRequired {
         /// The single-use token of this sign-in (redacted in `Debug`).
-        mfa_token: super::refresh_token::PlainToken,
+        mfa_token: super::token::OpaqueToken,
         /// The kinds of code that complete it (`TOTP`, `RECOVERY_CODE`).
         factors: Vec<&'static str>,
     },

@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: four WebAuthn ceremonies over one relying party and store.
 //! Passkeys: WebAuthn registration for a signed-in user (with step-up), sign-in with or
 //! without an email (discoverable credentials), removal, and the relying party they are
 //! bound to.
@@ -108,7 +109,7 @@ pub struct Challenge {
 /// A finished sign-in: signed in, or a second factor still needed.
 enum SignIn {
     Done(Box<Issued>),
-    SecondFactor(super::refresh_token::PlainToken),
+    SecondFactor(super::token::OpaqueToken),
 }
 
 fn json_object<T: serde::Serialize>(value: &T) -> Result<Map<String, Value>, AuthError> {

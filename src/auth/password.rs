@@ -8,8 +8,10 @@ use std::sync::{
 };
 
 use anyhow::{Context, anyhow};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD as B64};
+use argon2::{
+    ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::phc::{Output, ParamsString, Salt},
+};
 use tokio::sync::Semaphore;
 
 use super::{AuthError, input::Password};
@@ -180,65 +182,40 @@ fn hash_with(params: &Params, password: &[u8], buffer: &mut [Block]) -> anyhow::
     argon2(params)
         .hash_password_into_with_memory(password, &salt, &mut out, &mut buffer[..params.block_count()])
         .map_err(|e| anyhow!("argon2: {e}"))?;
-    Ok(format!(
-        "$argon2id$v=19$m={},t={},p={}${}${}",
-        params.m_cost(),
-        params.t_cost(),
-        params.p_cost(),
-        B64.encode(salt),
-        B64.encode(out)
-    ))
-}
-
-/// A parsed `$argon2id$v=19$m=..,t=..,p=..$salt$hash` string.
-struct Phc {
-    params: Params,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
-}
-
-fn parse_phc(phc: &str) -> anyhow::Result<Phc> {
-    let parts: Vec<&str> = phc.split('$').collect();
-    let ["", "argon2id", "v=19", costs, salt, hash] = parts[..] else {
-        anyhow::bail!("stored password hash is not an argon2id v19 PHC string");
+    let phc = PasswordHash {
+        algorithm: ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| anyhow!("argon2 parameters: {e}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow!("salt: {e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow!("argon2 output: {e}"))?),
     };
-    let (mut m, mut t, mut p) = (None, None, None);
-    for pair in costs.split(',') {
-        match pair.split_once('=') {
-            Some(("m", v)) => m = v.parse().ok(),
-            Some(("t", v)) => t = v.parse().ok(),
-            Some(("p", v)) => p = v.parse().ok(),
-            _ => anyhow::bail!("unknown argon2 parameter in stored hash"),
-        }
-    }
-    let (Some(m), Some(t), Some(p)) = (m, t, p) else {
-        anyhow::bail!("stored password hash lacks m, t or p");
-    };
-    let hash = B64.decode(hash).context("stored hash output")?;
-    let params = Params::new(m, t, p, Some(hash.len())).map_err(|e| anyhow!("stored argon2 params: {e}"))?;
-    Ok(Phc {
-        params,
-        salt: B64.decode(salt).context("stored hash salt")?,
-        hash,
-    })
+    Ok(phc.to_string())
 }
 
 fn verify_with(current: &Params, password: &[u8], phc: &str, buffer: &mut [Block]) -> anyhow::Result<bool> {
-    let phc = parse_phc(phc)?;
-    let mut out = vec![0u8; phc.hash.len()];
-    let blocks = phc.params.block_count();
+    let phc = PasswordHash::new(phc).map_err(|e| anyhow!("stored password hash: {e}"))?;
+    anyhow::ensure!(
+        phc.algorithm == ARGON2ID_IDENT && phc.version == Some(Version::V0x13.into()),
+        "stored password hash is not an argon2id v19 PHC string"
+    );
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        anyhow::bail!("stored password hash lacks its salt or output");
+    };
+    let params = Params::try_from(&phc).map_err(|e| anyhow!("stored argon2 params: {e}"))?;
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
     // Hashes made with other parameters (an older policy) still verify, with their own memory.
     let mut own;
-    let memory = if blocks <= buffer.len() && phc.params.m_cost() <= current.m_cost() {
+    let memory = if blocks <= buffer.len() && params.m_cost() <= current.m_cost() {
         &mut buffer[..blocks]
     } else {
         own = vec![Block::default(); blocks];
         &mut own[..]
     };
-    argon2(&phc.params)
-        .hash_password_into_with_memory(password, &phc.salt, &mut out, memory)
+    argon2(&params)
+        .hash_password_into_with_memory(password, salt, &mut out, memory)
         .map_err(|e| anyhow!("argon2: {e}"))?;
-    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&out, &phc.hash).is_ok())
+    Ok(aws_lc_rs::constant_time::verify_slices_are_equal(&out, expected.as_bytes()).is_ok())
 }
 
 #[cfg(test)]

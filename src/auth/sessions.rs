@@ -11,15 +11,16 @@ use uuid::Uuid;
 use super::{
     Auth, AuthError, ClientInfo, Issued,
     audit::{Event, EventType},
-    refresh_token::{PlainToken, Successor, open_successor, seal_successor},
+    refresh_token::{Successor, open_successor, seal_successor},
     step_up::Assurance,
     throttle::TokenCheck,
+    token::OpaqueToken,
 };
 use crate::db::{
     self,
     refresh_tokens::{RefreshToken, Rotation},
     sessions::Session,
-    users::User,
+    users::Account,
 };
 
 /// What a refresh transaction decided; reuse is decided inside but reported after
@@ -87,7 +88,7 @@ impl Auth {
     #[instrument(skip_all, fields(session.id, user.id))]
     pub async fn refresh(&self, presented: Option<&str>, client: &ClientInfo) -> Result<Issued, AuthError> {
         let presented = presented
-            .map(PlainToken::presented)
+            .map(OpaqueToken::presented)
             .ok_or(AuthError::InvalidToken)?;
         // Unusable tokens count against the address, and only they wait for it; good ones
         // cost one read, pipelined with the session lock.
@@ -105,7 +106,7 @@ impl Auth {
     /// The body of [`Auth::refresh`], once the address may try.
     async fn exchange(
         &self,
-        presented: &PlainToken,
+        presented: &OpaqueToken,
         check: &TokenCheck,
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
@@ -153,7 +154,7 @@ impl Auth {
                         user,
                         session_id: session.id,
                         access_token: successor.access_token,
-                        refresh_token: PlainToken::presented(&successor.refresh_token),
+                        refresh_token: OpaqueToken::presented(&successor.refresh_token),
                         expires_in: self.keys.ttl().as_secs(),
                         refresh_expires_in: successor.refresh_expires_in,
                     })),
@@ -190,13 +191,13 @@ impl Auth {
     async fn rotate(
         &self,
         conn: &mut AsyncPgConnection,
-        parent: &PlainToken,
+        parent: &OpaqueToken,
         session: &Session,
-        user: User,
+        user: Account,
         now: DateTime<Utc>,
     ) -> Result<Issued, AuthError> {
         let expires = (now + self.policy.refresh_ttl).min(session.absolute_expires_at);
-        let refresh_token = PlainToken::generate()?;
+        let refresh_token = OpaqueToken::generate()?;
         let access_token = self
             .keys
             .issue(user.id, session.id, user.role, &assurance_of(session), now)?;
@@ -279,9 +280,9 @@ impl Auth {
         session_id: Uuid,
         absolute_expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(PlainToken, DateTime<Utc>), AuthError> {
+    ) -> Result<(OpaqueToken, DateTime<Utc>), AuthError> {
         let expires = (now + self.policy.refresh_ttl).min(absolute_expires_at);
-        let token = PlainToken::generate()?;
+        let token = OpaqueToken::generate()?;
         db::refresh_tokens::insert(conn, token.hash().as_bytes(), session_id, expires).await?;
         Ok((token, expires))
     }
@@ -290,7 +291,7 @@ impl Auth {
     /// must never tell a caller whether a token existed.
     #[instrument(skip_all, fields(session.id))]
     pub async fn logout(&self, presented: &str, client: &ClientInfo) -> Result<(), AuthError> {
-        let hash = PlainToken::presented(presented).hash();
+        let hash = OpaqueToken::presented(presented).hash();
         let mut conn = self.conn().await?;
         let ended = conn
             .transaction::<_, AuthError, _>(async |conn| {
@@ -366,129 +367,4 @@ impl Auth {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::TimeDelta;
-
-    use super::*;
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
-    }
-
-    fn session(revoked: bool, expires: i64, absolute: i64) -> Session {
-        Session {
-            id: Uuid::nil(),
-            user_id: Uuid::nil(),
-            user_agent: None,
-            created_at: at(-100),
-            last_used_at: at(-100),
-            expires_at: at(expires),
-            absolute_expires_at: at(absolute),
-            revoked_at: revoked.then(|| at(-1)),
-            revoked_reason: None,
-            amr: vec![Some("pwd".to_owned())],
-            acr: "aal1".to_owned(),
-            auth_time: at(-100),
-        }
-    }
-
-    fn token(expires: i64, rotated: Option<i64>) -> RefreshToken {
-        RefreshToken {
-            token_hash: vec![],
-            session_id: Uuid::nil(),
-            issued_at: at(-100),
-            expires_at: at(expires),
-            rotated_at: rotated.map(at),
-            successor_sealed: rotated.map(|_| vec![1]),
-        }
-    }
-
-    #[test]
-    fn every_refresh_case_is_decided_by_the_rules() {
-        use Decision::*;
-        let grace = TimeDelta::seconds(10);
-        let live = session(false, 100, 1000);
-        // (case, session, token, successor opened, expected); now is at(0).
-        type Case = (
-            &'static str,
-            Option<Session>,
-            Option<RefreshToken>,
-            bool,
-            Decision,
-        );
-        let cases: [Case; 11] = [
-            ("unknown token", Some(live.clone()), None, false, Refuse),
-            ("no session", None, Some(token(100, None)), false, Refuse),
-            (
-                "current token",
-                Some(live.clone()),
-                Some(token(100, None)),
-                false,
-                Rotate,
-            ),
-            (
-                "expired token",
-                Some(live.clone()),
-                Some(token(0, None)),
-                false,
-                Refuse,
-            ),
-            (
-                "revoked session",
-                Some(session(true, 100, 1000)),
-                Some(token(100, None)),
-                false,
-                Refuse,
-            ),
-            (
-                "idle session",
-                Some(session(false, 0, 1000)),
-                Some(token(100, None)),
-                false,
-                Refuse,
-            ),
-            (
-                "session past its absolute end",
-                Some(session(false, 100, 0)),
-                Some(token(100, None)),
-                false,
-                Refuse,
-            ),
-            (
-                "rotated inside grace",
-                Some(live.clone()),
-                Some(token(100, Some(-10))),
-                true,
-                Replay,
-            ),
-            (
-                "rotated outside grace",
-                Some(live.clone()),
-                Some(token(100, Some(-11))),
-                true,
-                RevokeSession,
-            ),
-            (
-                "rotated, successor unreadable",
-                Some(live.clone()),
-                Some(token(100, Some(-1))),
-                false,
-                RevokeSession,
-            ),
-            (
-                "rotated, session already ended",
-                Some(session(true, 100, 1000)),
-                Some(token(100, Some(-1))),
-                true,
-                Refuse,
-            ),
-        ];
-        for (case, session, token, opened, expected) in cases {
-            assert_eq!(
-                decide(session.as_ref(), token.as_ref(), opened, at(0), grace),
-                expected,
-                "{case}"
-            );
-        }
-    }
-}
+mod tests;

@@ -4,7 +4,7 @@
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-use crate::db::{self, users::User};
+use crate::db::{self, users::Account};
 
 /// What a user can sign in with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +26,9 @@ impl SignInMethods {
 
 /// The sign-in methods of `user`, read in the caller's transaction (which should hold
 /// the user's row lock when it is about to remove one).
-pub async fn of(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<SignInMethods> {
+pub async fn of(conn: &mut AsyncPgConnection, user: &Account) -> QueryResult<SignInMethods> {
     Ok(SignInMethods {
-        password: user.password_hash.as_deref().is_some_and(|h| !h.is_empty()),
+        password: user.has_password,
         passkeys: db::passkeys::count(conn, user.id).await?,
         identities: db::identities::count(conn, user.id).await?,
     })

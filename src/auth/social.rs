@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one OAuth flow end to end (start, complete, link, unlink).
 //! Social sign-in: `startOAuth` sends the browser to a provider, `completeOAuth` turns its
 //! callback into a session, deliberate linking and `unlinkIdentity`, and the one list of
 //! a user's sign-in methods that keeps the last one from being removed.
@@ -22,8 +23,8 @@ use super::{
     Auth, AuthError, ClientInfo, Issued, Viewer,
     audit::{Event, EventType},
     input::{DisplayName, Email},
-    refresh_token::{PlainToken, TokenHash},
     step_up::{Assurance, Method, Requirement},
+    token::{OpaqueToken, TokenHash},
 };
 use crate::{
     config::OAuthConfig,
@@ -31,7 +32,7 @@ use crate::{
         self,
         identities::{Identity, NewIdentity},
         oauth_states::OAuthState,
-        users::User,
+        users::Account,
     },
 };
 use providers::{ProviderIdentity, Providers};
@@ -88,11 +89,11 @@ fn s256(verifier: &str) -> String {
 /// How a sign-in found its account.
 enum Resolved {
     /// The identity was linked already.
-    Known(User),
+    Known(Account),
     /// Linked now to the account its trusted, verified email belongs to.
-    Linked(User),
+    Linked(Account),
     /// A new account was made for it.
-    Created(User),
+    Created(Account),
 }
 
 impl Auth {
@@ -153,8 +154,8 @@ impl Auth {
         if let Some(viewer) = viewer {
             self.require_step_up(viewer, Requirement::SignInMethod).await?;
         }
-        let state = PlainToken::generate()?;
-        let nonce = PlainToken::generate()?;
+        let state = OpaqueToken::generate()?;
+        let nonce = OpaqueToken::generate()?;
         let authorization = social
             .providers
             .authorize(provider, redirect_uri, state.expose(), nonce.expose())
@@ -211,9 +212,10 @@ impl Auth {
         let check = self.throttle.token(client).await?;
         let taken = async {
             let mut conn = self.conn().await?;
-            let flow = db::oauth_states::take_live(&mut conn, PlainToken::presented(state).hash().as_bytes())
-                .await?
-                .ok_or(AuthError::InvalidToken)?;
+            let flow =
+                db::oauth_states::take_live(&mut conn, OpaqueToken::presented(state).hash().as_bytes())
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
             // Taken either way: a wrong verifier used the state up.
             if s256(code_verifier) != flow.client_challenge {
                 info!("social sign-in refused: code verifier does not match");

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     schema::{passkey_ceremonies, passkeys, users},
-    users::User,
+    users::Account,
 };
 
 /// `passkey_ceremonies.kind` of a registration.
@@ -229,11 +229,11 @@ pub async fn take_live_of(
 
 /// The user row, locked for the rest of the transaction, so changes to a user's sign-in
 /// methods run one at a time (none can remove the last one beside another).
-pub async fn lock_owner(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<User>> {
+pub async fn lock_owner(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<Account>> {
     users::table
         .find(user_id)
         .for_update()
-        .select(User::as_select())
+        .select(Account::as_select())
         .first(conn)
         .await
         .optional()

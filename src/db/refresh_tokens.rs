@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{refresh_tokens, sessions, users};
-use super::users::User;
+use super::users::Account;
 
 /// A row of `refresh_tokens`.
 #[derive(Clone, Queryable, Selectable)]
@@ -58,11 +58,11 @@ pub async fn find(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResul
 pub async fn find_with_owner(
     mut conn: &AsyncPgConnection,
     token_hash: &[u8],
-) -> QueryResult<Option<(RefreshToken, User)>> {
+) -> QueryResult<Option<(RefreshToken, Account)>> {
     refresh_tokens::table
         .inner_join(sessions::table.inner_join(users::table))
         .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((RefreshToken::as_select(), User::as_select()))
+        .select((RefreshToken::as_select(), Account::as_select()))
         .first(&mut conn)
         .await
         .optional()

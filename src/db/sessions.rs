@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{refresh_tokens, sessions, users};
-use super::users::User;
+use super::users::Account;
 
 /// A row of `sessions`.
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
@@ -91,7 +91,7 @@ pub async fn find_live_owner(
     conn: &mut AsyncPgConnection,
     session_id: Uuid,
     user_id: Uuid,
-) -> QueryResult<Option<User>> {
+) -> QueryResult<Option<Account>> {
     sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(session_id))
@@ -101,7 +101,7 @@ pub async fn find_live_owner(
         .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
         // `disableUser` ends the sessions too; this covers a sign-in racing it.
         .filter(users::disabled_at.is_null())
-        .select(User::as_select())
+        .select(Account::as_select())
         .first(conn)
         .await
         .optional()

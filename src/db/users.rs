@@ -1,4 +1,8 @@
-//! Queries on `users`.
+//! Queries on `users`, and the two types the whole service names an account by:
+//! [`Account`] and [`Role`]. They live here because queries return them; `auth`
+//! re-exports them, and the layers above name them from there. The password hash is no
+//! field of [`Account`]: only the password checks read it, through the two functions
+//! that say so ([`find_for_sign_in`], [`password_hash`]).
 
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -56,17 +60,22 @@ impl FromSql<Text, Pg> for Role {
     }
 }
 
-/// A row of `users`.
+/// An account, as every layer sees it.
 #[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(Pg))]
-pub struct User {
+pub struct Account {
     /// Opaque random id.
     pub id: Uuid,
     /// Normalised email address; none for an account made from a provider identity
     /// whose email was not trusted.
     pub email: Option<String>,
-    /// argon2id PHC string; none for an account that signs in only through providers.
-    pub password_hash: Option<String>,
+    /// Whether it has a password (a hash, not empty): an account that signs in only
+    /// through providers has none. The hash itself stays in storage ([`password_hash`]).
+    #[diesel(select_expression = diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "coalesce(users.password_hash <> '', false)"
+    ))]
+    #[diesel(select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Bool>)]
+    pub has_password: bool,
     /// Optional name shown to others.
     pub display_name: Option<String>,
     /// USER or ADMIN.
@@ -81,11 +90,11 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
-// The email and the hash stay out of every Debug output, so a stray `?user` in a log
-// line leaks neither.
-impl std::fmt::Debug for User {
+// The email stays out of every Debug output, so a stray `?user` in a log line does not
+// leak it.
+impl std::fmt::Debug for Account {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("User")
+        f.debug_struct("Account")
             .field("id", &self.id)
             .field("role", &self.role)
             .finish_non_exhaustive()
@@ -105,10 +114,10 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user; a taken email fails with a unique violation on `users_email_key`.
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<User> {
+pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<Account> {
     diesel::insert_into(users::table)
         .values(new)
-        .returning(User::as_returning())
+        .returning(Account::as_returning())
         .get_result(conn)
         .await
 }
@@ -120,46 +129,47 @@ pub async fn insert_social(
     conn: &mut AsyncPgConnection,
     verified_email: Option<&str>,
     display_name: Option<&str>,
-) -> QueryResult<User> {
+) -> QueryResult<Account> {
     diesel::insert_into(users::table)
         .values((
             users::email.eq(verified_email),
             users::email_verified_at.eq(verified_email.map(|_| Utc::now())),
             users::display_name.eq(display_name),
         ))
-        .returning(User::as_returning())
+        .returning(Account::as_returning())
         .get_result(conn)
         .await
 }
 
 /// Finds a user by id and locks the row for the rest of the transaction (changes to
 /// the user's sign-in methods take it, so they happen one at a time).
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Account>> {
     users::table
         .find(id)
         .for_update()
-        .select(User::as_select())
+        .select(Account::as_select())
         .first(conn)
         .await
         .optional()
 }
 
 /// Finds a user by normalised email.
-pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<User>> {
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<Account>> {
     users::table
         .filter(users::email.eq(email))
-        .select(User::as_select())
+        .select(Account::as_select())
         .first(conn)
         .await
         .optional()
 }
 
-/// A user by email with whether they have a confirmed second factor: what a sign-in
-/// needs to know, in one query.
+/// A user by email with their stored password hash (an argon2id PHC string; none for
+/// an account without a password) and whether they have a confirmed second factor: what
+/// a sign-in needs to know, in one query. The hash is for the login check only.
 pub async fn find_for_sign_in(
     conn: &mut AsyncPgConnection,
     email: &str,
-) -> QueryResult<Option<(User, bool)>> {
+) -> QueryResult<Option<(Account, Option<String>, bool)>> {
     use super::schema::mfa_factors;
     let has_factor = diesel::dsl::exists(
         mfa_factors::table
@@ -168,27 +178,39 @@ pub async fn find_for_sign_in(
     );
     users::table
         .filter(users::email.eq(email))
-        .select((User::as_select(), has_factor))
+        .select((Account::as_select(), users::password_hash, has_factor))
         .first(conn)
         .await
         .optional()
 }
 
-/// Finds a user by id.
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+/// The stored password hash of a user (none: no such user, or no password): for the
+/// checks of the caller's own password only.
+pub async fn password_hash(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
     users::table
         .find(id)
-        .select(User::as_select())
+        .select(users::password_hash)
+        .first::<Option<String>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
+}
+
+/// Finds a user by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Account>> {
+    users::table
+        .find(id)
+        .select(Account::as_select())
         .first(conn)
         .await
         .optional()
 }
 
 /// Finds every user whose id is listed, in one query.
-pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<User>> {
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<Account>> {
     users::table
         .filter(users::id.eq_any(ids))
-        .select(User::as_select())
+        .select(Account::as_select())
         .load(conn)
         .await
 }
@@ -227,13 +249,13 @@ pub async fn set_display_name(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     display_name: Option<&str>,
-) -> QueryResult<User> {
+) -> QueryResult<Account> {
     diesel::update(users::table.find(id))
         .set((
             users::display_name.eq(display_name),
             users::updated_at.eq(diesel::dsl::now),
         ))
-        .returning(User::as_returning())
+        .returning(Account::as_returning())
         .get_result(conn)
         .await
 }
@@ -301,7 +323,7 @@ pub async fn page(
     search: Option<&str>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> QueryResult<Vec<User>> {
+) -> QueryResult<Vec<Account>> {
     let mut query = searched(search);
     if let Some((at, id)) = after {
         // A row comparison, not `a > x or (a = x and b > y)`: PostgreSQL turns only this
@@ -317,7 +339,7 @@ pub async fn page(
     query
         .order((users::created_at.asc(), users::id.asc()))
         .limit(limit)
-        .select(User::as_select())
+        .select(Account::as_select())
         .load(conn)
         .await
 }
@@ -341,20 +363,20 @@ pub async fn lock_active_admins(conn: &mut AsyncPgConnection) -> QueryResult<Vec
 }
 
 /// Sets or clears `disabled_at`; answers the updated row.
-pub async fn set_disabled(conn: &mut AsyncPgConnection, id: Uuid, disabled: bool) -> QueryResult<User> {
+pub async fn set_disabled(conn: &mut AsyncPgConnection, id: Uuid, disabled: bool) -> QueryResult<Account> {
     let at = disabled.then(Utc::now);
     diesel::update(users::table.find(id))
         .set((users::disabled_at.eq(at), users::updated_at.eq(diesel::dsl::now)))
-        .returning(User::as_returning())
+        .returning(Account::as_returning())
         .get_result(conn)
         .await
 }
 
 /// Sets the role of a user by id; answers the updated row.
-pub async fn set_role_of(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> QueryResult<User> {
+pub async fn set_role_of(conn: &mut AsyncPgConnection, id: Uuid, role: Role) -> QueryResult<Account> {
     diesel::update(users::table.find(id))
         .set((users::role.eq(role), users::updated_at.eq(diesel::dsl::now)))
-        .returning(User::as_returning())
+        .returning(Account::as_returning())
         .get_result(conn)
         .await
 }
@@ -384,12 +406,4 @@ pub async fn set_email(conn: &mut AsyncPgConnection, id: Uuid, email: &str) -> Q
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_prefixes_escape_like_wildcards() {
-        assert_eq!(prefix_pattern("ann"), "ann%");
-        assert_eq!(prefix_pattern("a_b%c\\"), "a\\_b\\%c\\\\%");
-    }
-}
+mod tests;

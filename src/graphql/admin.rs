@@ -291,7 +291,7 @@ pub struct AdminOnly;
 
 impl Guard for AdminOnly {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        if ctx.viewer().await?.user.role == db::users::Role::Admin {
+        if ctx.viewer().await?.user.role == crate::auth::Role::Admin {
             Ok(())
         } else {
             Err(AuthError::Forbidden.into())

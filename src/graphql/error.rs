@@ -189,7 +189,7 @@ pub fn failed_before_execution(response: &Response) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{TokenProblem, refresh_token::PlainToken};
+    use crate::auth::{TokenProblem, token::OpaqueToken};
 
     fn extensions(err: AuthError) -> (String, serde_json::Value) {
         let e: async_graphql::Error = err.into();
@@ -215,7 +215,7 @@ mod tests {
             (AuthError::RateLimited { retry_after: 3 }, "RATE_LIMITED"),
             (
                 AuthError::MfaRequired {
-                    mfa_token: PlainToken::presented("t"),
+                    mfa_token: OpaqueToken::presented("t"),
                     factors: vec!["TOTP"],
                 },
                 "MFA_REQUIRED",
@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn mfa_errors_carry_what_the_client_needs_next() {
         let (message, ext) = extensions(AuthError::MfaRequired {
-            mfa_token: PlainToken::presented("the-token"),
+            mfa_token: OpaqueToken::presented("the-token"),
             factors: vec!["TOTP", "RECOVERY_CODE"],
         });
         assert_eq!(ext["mfaToken"], "the-token");

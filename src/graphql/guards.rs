@@ -3,14 +3,18 @@
 use async_graphql::{Context, Guard, Result};
 use uuid::Uuid;
 
-use super::{context::ContextExt, types::User};
+use super::{
+    context::ContextExt,
+    types::{SeenBy, User},
+};
 use crate::auth::AuthError;
 
 /// Passes for the user themself (by token, or as the user of an `AuthPayload`) and
 /// for admins; `FORBIDDEN` for anyone else.
 pub struct OwnerOrAdmin {
     user_id: Uuid,
-    issued: bool,
+    /// The caller is known to be the user without reading a token.
+    by_owner: bool,
 }
 
 impl OwnerOrAdmin {
@@ -18,14 +22,14 @@ impl OwnerOrAdmin {
     pub fn of(user: &User) -> Self {
         Self {
             user_id: user.uuid,
-            issued: user.issued_session.is_some(),
+            by_owner: user.seen_by != SeenBy::Token,
         }
     }
 }
 
 impl Guard for OwnerOrAdmin {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        if self.issued || ctx.viewer().await?.may_read_private(self.user_id) {
+        if self.by_owner || ctx.viewer().await?.may_read_private(self.user_id) {
             Ok(())
         } else {
             Err(AuthError::Forbidden.into())
@@ -36,7 +40,8 @@ impl Guard for OwnerOrAdmin {
 /// Passes for the user themself only, admins included in the refusal.
 pub struct OwnerOnly {
     user_id: Uuid,
-    issued: bool,
+    /// The caller is known to be the user without reading a token.
+    by_owner: bool,
 }
 
 impl OwnerOnly {
@@ -44,14 +49,14 @@ impl OwnerOnly {
     pub fn of(user: &User) -> Self {
         Self {
             user_id: user.uuid,
-            issued: user.issued_session.is_some(),
+            by_owner: user.seen_by != SeenBy::Token,
         }
     }
 }
 
 impl Guard for OwnerOnly {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        if self.issued || ctx.viewer().await?.user.id == self.user_id {
+        if self.by_owner || ctx.viewer().await?.user.id == self.user_id {
             Ok(())
         } else {
             Err(AuthError::Forbidden.into())

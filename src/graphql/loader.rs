@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_graphql::dataloader::Loader;
 use uuid::Uuid;
 
-use crate::{auth::Auth, db::users::User};
+use crate::auth::{Account, Auth};
 
 /// Loads users by id through [`Auth::find_users`]. Holds no cache: it lives on the
 /// schema, so a cache would serve one request's rows to the next.
@@ -22,11 +22,11 @@ impl UserLoader {
 }
 
 impl Loader<Uuid> for UserLoader {
-    type Value = User;
+    type Value = Account;
     // Converted (and an internal error logged) once per batch, not once per key.
     type Error = async_graphql::Error;
 
-    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, User>, Self::Error> {
+    async fn load(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Account>, Self::Error> {
         let users = self.auth.find_users(ids).await?;
         Ok(users.into_iter().map(|user| (user.id, user)).collect())
     }

@@ -1,4 +1,5 @@
-//! GraphQL object and input types, converted from storage rows.
+//! GraphQL object and input types, converted at this boundary from what `auth` answers
+//! (`auth::Account`, `auth::Role`, session rows).
 
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -11,33 +12,19 @@ use super::{
     mfa::MfaFactor,
     passkeys::Passkey,
 };
-use crate::{auth::Issued, db};
+use crate::{
+    auth::{self, Account, Issued},
+    db,
+};
 
 /// What a user may do beyond their own account.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "auth::Role")]
 pub enum Role {
     /// A regular account.
     User,
     /// May read every user's private fields.
     Admin,
-}
-
-impl From<Role> for db::users::Role {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::User => Self::User,
-            Role::Admin => Self::Admin,
-        }
-    }
-}
-
-impl From<db::users::Role> for Role {
-    fn from(role: db::users::Role) -> Self {
-        match role {
-            db::users::Role::User => Self::User,
-            db::users::Role::Admin => Self::Admin,
-        }
-    }
 }
 
 /// An account.
@@ -60,42 +47,53 @@ pub struct User {
     pub(super) uuid: Uuid,
     #[graphql(skip)]
     email_address: Option<String>,
-    /// The session of the caller when the caller is known to be this user without a
-    /// token (an `AuthPayload`), so private fields show.
     #[graphql(skip)]
-    pub(super) issued_session: Option<Uuid>,
+    pub(super) seen_by: SeenBy,
     #[graphql(skip)]
     disabled_at: Option<DateTime<Utc>>,
 }
 
+/// Who is looking at a [`User`], which decides its private fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SeenBy {
+    /// Whoever the request's access token names (checked when a private field is read).
+    Token,
+    /// The user themself, signed in with this session, known without reading a token:
+    /// the user of an `AuthPayload`, or the caller's own profile just updated.
+    Owner {
+        /// The owner's session: the `current` one among `sessions`.
+        session_id: Uuid,
+    },
+}
+
 impl User {
-    /// A user as anyone may see it; private fields depend on the caller.
-    pub fn public(row: db::users::User) -> Self {
-        Self::build(row, None)
+    /// A user as anyone may see it; private fields depend on the caller's token.
+    pub fn public(account: Account) -> Self {
+        Self::build(account, SeenBy::Token)
     }
 
     /// The user a token pair was just issued to: the caller, whatever the header says.
     pub fn issued(issued: &Issued) -> Self {
-        Self::build(issued.user.clone(), Some(issued.session_id))
+        Self::own(issued.user.clone(), issued.session_id)
     }
 
     /// The caller's own user, as seen through its session.
-    pub fn own(row: db::users::User, session_id: Uuid) -> Self {
-        Self::build(row, Some(session_id))
+    pub fn own(account: Account, session_id: Uuid) -> Self {
+        Self::build(account, SeenBy::Owner { session_id })
     }
 
-    fn build(row: db::users::User, issued_session: Option<Uuid>) -> Self {
+    fn build(account: Account, seen_by: SeenBy) -> Self {
         Self {
-            id: ID(row.id.to_string()),
-            email_verified: row.email_verified_at.is_some(),
-            display_name: row.display_name,
-            role: row.role.into(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            uuid: row.id,
-            email_address: row.email,
-            issued_session,
-            disabled_at: row.disabled_at,
+            id: ID(account.id.to_string()),
+            email_verified: account.email_verified_at.is_some(),
+            display_name: account.display_name,
+            role: account.role.into(),
+            created_at: account.created_at,
+            updated_at: account.updated_at,
+            uuid: account.id,
+            email_address: account.email,
+            seen_by,
+            disabled_at: account.disabled_at,
         }
     }
 }
@@ -111,9 +109,9 @@ impl User {
     /// The user's live sessions: visible to the user themself only.
     #[graphql(guard = "OwnerOnly::of(self)")]
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Option<Vec<Session>>> {
-        let current = match self.issued_session {
-            Some(id) => id,
-            None => ctx.viewer().await?.session_id,
+        let current = match self.seen_by {
+            SeenBy::Owner { session_id } => session_id,
+            SeenBy::Token => ctx.viewer().await?.session_id,
         };
         let rows = ctx.state().auth.sessions_of(self.uuid).await?;
         Ok(Some(

@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one socket's life, upgrade to close, its steps sharing state.
 //! The live socket: `graphql-transport-ws` over a WebSocket upgrade of `GET /graphql`,
 //! running the `sessionEvents` subscription and nothing else (API.md).
 //!

@@ -23,7 +23,7 @@ use super::{
     client_ip::ClientAddr,
     response::{Negotiated, error_response},
 };
-use crate::{config::HttpRateLimit, graphql::Code};
+use crate::{auth::throttle::subscriber_block, config::HttpRateLimit, graphql::Code};
 
 /// How often idle clients are forgotten.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
@@ -43,10 +43,7 @@ impl KeyExtractor for ClientKey {
             .and_then(|c| c.0)
             // No connection info (an embedded router): one shared bucket.
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(match ip.to_canonical() {
-            IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-            v4 => v4,
-        })
+        Ok(subscriber_block(ip))
     }
 }
 

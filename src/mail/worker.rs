@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one delivery loop (claim, send, record), its shutdown and stats.
 //! The delivery worker: claims due outbox mail one at a time, sends it over SMTP through
 //! the circuit breaker, and records the outcome (sent, retry later, or dead).
 

@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: all provider calls (OIDC, GitHub) share `guarded`.
 //! Provider clients: the authorization URL, the code exchange and who the provider says
 //! signed in. OpenID Connect providers are found by issuer (discovery, JWKS) and their ID
 //! tokens checked here (`iss`, `aud`, `exp`, `nonce`, the algorithm pinned to the key);
