@@ -95,7 +95,11 @@ fn service_env(keys: &Path) -> Vec<(&'static str, String)> {
         ),
         // Default logging (info, one JSON line per operation), as a deployment runs it:
         // the per-request line is part of what `me` costs.
-        ("RUST_LOG", "info".into()),
+        // `BENCH_SERVICE_LOG=warn` measures what the per-request line costs.
+        (
+            "RUST_LOG",
+            std::env::var("BENCH_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
+        ),
         ("LOG_FORMAT", "json".into()),
         // The benchmark hammers a few accounts from one address on purpose. The limits
         // are relaxed, not switched off, so the throttle's own work is in every figure.

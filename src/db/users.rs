@@ -71,10 +71,15 @@ pub struct Account {
     pub email: Option<String>,
     /// Whether it has a password (a hash, not empty): an account that signs in only
     /// through providers has none. The hash itself stays in storage ([`password_hash`]).
-    #[diesel(select_expression = diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "coalesce(users.password_hash <> '', false)"
-    ))]
-    #[diesel(select_expression_type = diesel::expression::SqlLiteral<diesel::sql_types::Bool>)]
+    /// Built from query-builder parts, not an SQL literal: a literal makes the query
+    /// uncacheable, so every request would prepare (and PostgreSQL plan) it again.
+    #[diesel(select_expression = users::password_hash
+        .is_not_null()
+        .and(users::password_hash.assume_not_null().ne("")))]
+    #[diesel(select_expression_type = diesel::dsl::And<
+        diesel::dsl::IsNotNull<users::password_hash>,
+        diesel::dsl::NotEq<diesel::dsl::AssumeNotNull<users::password_hash>, &'static str>,
+    >)]
     pub has_password: bool,
     /// Optional name shown to others.
     pub display_name: Option<String>,
