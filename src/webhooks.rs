@@ -162,13 +162,7 @@ impl WorkerHandle {
             self.abandon.cancel();
             futures_util::future::join_all(tasks).await;
         }
-        let released = match self.pool.get().await {
-            Ok(mut conn) => db::webhook_deliveries::release_claims(&mut conn, self.id)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(db::pool_error_message(&e)),
-        };
-        match released {
+        match db::webhook_deliveries::release_claims(&self.pool, self.id).await {
             Ok(0) => {}
             Ok(n) => info!(count = n, "webhook worker released its claimed deliveries"),
             Err(e) => warn!(

@@ -139,8 +139,8 @@ pub async fn mark_dead(
 
 /// Hands back every mail `worker` still claims (graceful shutdown), so another worker
 /// can deliver it at once instead of waiting for the lease to lapse.
-pub async fn release_claims(conn: &mut AsyncPgConnection, worker: Uuid) -> QueryResult<usize> {
-    queue::release_claims(conn, &QUEUE, worker).await
+pub async fn release_claims(pool: &super::DbPool, worker: Uuid) -> Result<usize, String> {
+    queue::release_claims(pool, &QUEUE, worker).await
 }
 
 /// Pending mail: how many, and when the oldest was queued (for metrics).

@@ -157,8 +157,17 @@ pub async fn give_up(
 }
 
 /// Hands back every row `worker` still claims (graceful shutdown), so another worker
-/// can take it at once instead of waiting for the lease to lapse.
-pub async fn release_claims(conn: &mut AsyncPgConnection, queue: &Queue, worker: Uuid) -> QueryResult<usize> {
+/// can take it at once instead of waiting for the lease to lapse. On a connection of its
+/// own; a failure comes back as a message for the shutdown log line (the claims then
+/// lapse on their own).
+pub async fn release_claims(pool: &super::DbPool, queue: &Queue, worker: Uuid) -> Result<usize, String> {
+    let mut conn = pool.get().await.map_err(|e| super::pool_error_message(&e))?;
+    release_claims_on(&mut conn, queue, worker)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn release_claims_on(conn: &mut AsyncPgConnection, queue: &Queue, worker: Uuid) -> QueryResult<usize> {
     let table = queue.table;
     diesel::sql_query(format!(
         "update {table} set claimed_by = null, claimed_until = null \

@@ -106,8 +106,8 @@ pub async fn mark_dead(
 }
 
 /// Hands back every delivery `worker` still claims (graceful shutdown).
-pub async fn release_claims(conn: &mut AsyncPgConnection, worker: Uuid) -> QueryResult<usize> {
-    queue::release_claims(conn, &QUEUE, worker).await
+pub async fn release_claims(pool: &super::DbPool, worker: Uuid) -> Result<usize, String> {
+    queue::release_claims(pool, &QUEUE, worker).await
 }
 
 /// Pending deliveries: how many, and when the oldest was queued (for metrics).

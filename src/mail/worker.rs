@@ -447,13 +447,7 @@ impl Worker {
         if !self.holding.load(Ordering::Relaxed) {
             return;
         }
-        let released = match self.pool.get().await {
-            Ok(mut conn) => db::outbox::release_claims(&mut conn, self.id)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(db::pool_error_message(&e)),
-        };
-        match released {
+        match db::outbox::release_claims(&self.pool, self.id).await {
             Ok(0) => {}
             Ok(n) => info!(count = n, "mail worker released its claimed mail"),
             Err(e) => warn!(
