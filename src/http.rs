@@ -15,11 +15,8 @@ mod request_context;
 mod response;
 pub mod server;
 
-use axum::{Router, extract::Request, http::StatusCode, response::Html, routing::get};
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    trace::{DefaultOnFailure, TraceLayer},
-};
+use axum::{Router, http::StatusCode, response::Html, routing::get};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     graphql::{self, AuthSchema, Code},
@@ -65,9 +62,8 @@ pub fn router(state: AppState) -> Router {
         schema,
         live: Default::default(),
     };
-    // Layers run outside-in from the last one added: the request id is checked, then
-    // set, then the span opens, metrics, CORS, client address, rate limit, panics, and
-    // the handler runs innermost. The limit needs the client address; CORS headers go on
+    // Layers run outside-in from the last one added: the edge (request id, client
+    // address, span, metrics), CORS, rate limit, panics, and the handler innermost. The limit needs the client address; CORS headers go on
     // refusals too.
     let limited = |routes: Router<Http>| {
         let routes = routes
@@ -96,37 +92,8 @@ pub fn router(state: AppState) -> Router {
         router = router.layer(cors);
     }
     router
-        .layer(
-            TraceLayer::new_for_http()
-                // A 5xx is logged where it is handled (an internal error once in
-                // `graphql::error`, a database outage as readiness changes), not again per
-                // response: an outage must not flood the log with every probe.
-                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG))
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(X_REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    // The path only: a GET query string carries the GraphQL document and variables.
-                    // (`operation.name` and `user.id` are on the `graphql` span inside it.)
-                    let span = tracing::info_span!(
-                        "request",
-                        request_id = %id,
-                        method = %req.method(),
-                        path = %req.uri().path(),
-                        client.address = tracing::field::Empty
-                    );
-                    // Resolved by the edge layer outside: every security event of the
-                    // request (an HTTP 429, a failed login, a lockout) names its client.
-                    if let Some(ip) = req.extensions().get::<client_ip::ClientAddr>().and_then(|c| c.0) {
-                        span.record("client.address", tracing::field::display(ip));
-                    }
-                    span
-                }),
-        )
-        // Outermost: the request id exists before the span opens, and 429s and
-        // preflights are counted too.
+        // Outermost: the request id and its span exist before anything else runs, and
+        // 429s and preflights are counted too.
         .layer(edge::EdgeLayer::new(trusted))
 }
 

@@ -7,10 +7,7 @@
 //! request), then the event's own fields. Flat keys, so `jq 'select(.["user.id"]==...)'`
 //! and log indexers need no knowledge of span nesting.
 
-use std::{
-    fmt::Write as _,
-    io::{IsTerminal, Write},
-};
+use std::io::{IsTerminal, Write};
 
 use serde_json::Value;
 use tracing::{
@@ -192,8 +189,8 @@ where
         let mut line = String::with_capacity(256);
         // The fixed keys first, so a person reading raw lines sees them at once.
         line.push_str("{\"timestamp\":\"");
-        let now = chrono::Utc::now();
-        let _ = write!(line, "{}", now.format("%Y-%m-%dT%H:%M:%S%.6fZ"));
+        // RFC 3339 by chrono's own writer: a `format` string is parsed again per line.
+        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push_str("\",\"message\":");

@@ -307,6 +307,7 @@ pub struct JwtKeys {
     audience: String,
     ttl: Duration,
     jwks: String,
+    verified: verified::VerifiedTokens,
 }
 
 impl JwtKeys {
@@ -324,6 +325,7 @@ impl JwtKeys {
             audience: audience.to_owned(),
             ttl,
             jwks,
+            verified: verified::VerifiedTokens::default(),
         })
     }
 
@@ -376,6 +378,29 @@ impl JwtKeys {
     /// Verifies an access token: known `kid`, that key's algorithm, `typ`, signature,
     /// `iss`, `aud`, `exp` (with a small leeway).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenProblem> {
+        self.verify_at(token, Utc::now().timestamp())
+    }
+
+    /// [`verify`](Self::verify), with `now` deciding expiry for a token verified before
+    /// (a new one is checked against the clock by `jsonwebtoken`).
+    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, TokenProblem> {
+        let digest = verified::digest_of(token);
+        if let Some(claims) = self.verified.get(&digest) {
+            // The rule `jsonwebtoken` applies, leeway included.
+            let leeway = i64::try_from(LEEWAY_SECONDS).unwrap_or(0);
+            return if claims.exp < now - leeway {
+                Err(TokenProblem::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.verify_signed(token)?;
+        self.verified.put(digest, &claims);
+        Ok(claims)
+    }
+
+    /// Every check of an access token, signature included.
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenProblem> {
         // The header was `Bearer <token>`: what fails here is the token, not the header.
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenProblem::Invalid)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
@@ -487,6 +512,8 @@ impl JwtKeys {
         })
     }
 }
+
+mod verified;
 
 #[cfg(test)]
 mod tests;

@@ -138,3 +138,64 @@ fn thumbprint_matches_rfc_7638_example_shape() {
     let v = json!({"kty": "EC", "crv": "P-256", "x": "a", "y": "b"});
     assert_eq!(v.to_string(), r#"{"crv":"P-256","kty":"EC","x":"a","y":"b"}"#);
 }
+
+#[test]
+fn a_verified_token_is_checked_again_for_expiry_and_no_other_bytes_share_its_answer() {
+    let keys = keys(KeyAlgorithm::Es256);
+    let now = Utc::now();
+    let token = keys
+        .issue(
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Role::User,
+            &Assurance::password(now),
+            now,
+        )
+        .unwrap();
+    let first = keys.verify(&token).unwrap();
+    assert_eq!(keys.verified.len(), 1, "the verified token is kept");
+    let again = keys.verify(&token).unwrap();
+    assert_eq!(
+        (again.sub, again.sid, again.exp),
+        (first.sub, first.sid, first.exp)
+    );
+    // Within the leeway it still passes; past it, a kept token is expired like any other.
+    let leeway = i64::try_from(LEEWAY_SECONDS).unwrap();
+    assert!(keys.verify_at(&token, first.exp + leeway).is_ok());
+    assert!(matches!(
+        keys.verify_at(&token, first.exp + leeway + 1),
+        Err(TokenProblem::Expired)
+    ));
+    // The same header and claims under another signature are checked in full, and fail.
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    let mut forged_signature = signature.to_owned().into_bytes();
+    forged_signature[5] = if forged_signature[5] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{head}.{}", String::from_utf8(forged_signature).unwrap());
+    assert!(matches!(keys.verify(&forged), Err(TokenProblem::Invalid)));
+    assert_eq!(keys.verified.len(), 1, "a token that failed is never kept");
+}
+
+#[test]
+fn the_verified_tokens_kept_are_bounded() {
+    let keys = keys(KeyAlgorithm::EdDsa);
+    let now = Utc::now();
+    let issued: Vec<String> = (0..5000)
+        .map(|_| {
+            keys.issue(
+                Uuid::new_v4(),
+                Uuid::new_v4(),
+                Role::User,
+                &Assurance::password(now),
+                now,
+            )
+            .unwrap()
+        })
+        .collect();
+    for token in &issued {
+        keys.verify(token).unwrap();
+    }
+    assert!(keys.verified.len() <= 4096, "{} kept", keys.verified.len());
+    // The newest are still kept; an evicted one verifies in full again.
+    assert!(keys.verify(issued.last().unwrap()).is_ok());
+    assert!(keys.verify(&issued[0]).is_ok());
+}
