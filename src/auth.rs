@@ -338,20 +338,35 @@ impl Auth {
     async fn try_login(&self, email: &str, password: &str, client: &ClientInfo) -> Result<Issued, AuthError> {
         let email = Email::parse(email, "email")?;
         let password = Password::candidate(password);
-        let (user, password_hash, has_factor) = {
-            let mut conn = self.conn().await?;
-            match db::users::find_for_sign_in(&mut conn, email.as_str()).await? {
-                Some((user, password_hash, has_factor)) => (Some(user), password_hash, has_factor),
-                None => (None, None, false),
-            }
+        // Counted before the check, so no alias, batch or race gets more checks. Without
+        // a device cookie the count does not depend on the account, so it goes out with
+        // the account lookup, pipelined on one connection (released before the hash).
+        let (found, counted) = if client.device.is_none() {
+            let conn = self.conn().await?;
+            let (found, counted) = tokio::join!(
+                db::users::find_for_sign_in(&conn, email.as_str()),
+                self.throttle.count_login(&conn, &email, client, None),
+            );
+            (found?, Some(counted?))
+        } else {
+            let conn = self.conn().await?;
+            (db::users::find_for_sign_in(&conn, email.as_str()).await?, None)
         };
-        // Known before the attempt is counted, so a lockout line names the account too.
+        let (user, password_hash, has_factor) = match found {
+            Some((user, password_hash, has_factor)) => (Some(user), password_hash, has_factor),
+            None => (None, None, false),
+        };
+        // Known before the count is judged, so a lockout line names the account too.
         if let Some(user) = &user {
             tracing::Span::current().record("user.id", tracing::field::display(user.id));
         }
-        let device = user.as_ref().and_then(|u| self.device_of(client, u.id));
-        // Counted before the check, so no alias, batch or race gets more checks.
-        let attempt = self.throttle.login(&email, client, device).await?;
+        let attempt = match counted {
+            Some(counted) => counted.judge()?,
+            None => {
+                let device = user.as_ref().and_then(|u| self.device_of(client, u.id));
+                self.throttle.login(&email, client, device).await?
+            }
+        };
         let matched = self
             .passwords
             // An account without a password verifies against the dummy hash: the same
@@ -413,22 +428,27 @@ impl Auth {
                 factors: mfa::FACTORS.to_vec(),
             });
         }
-        attempt.succeeded().await;
         let mut conn = self.conn().await?;
         let issued = conn
             .transaction::<_, AuthError, _>(async |conn| {
-                let user_id = user.id;
-                let issued = self
-                    .open_session(conn, user, client, &Assurance::password(Utc::now()))
+                let session_id = Uuid::new_v4();
+                let event = Event::new(EventType::LoginSucceeded, Some(user.id))
+                    .session(session_id)
+                    .with("method", "password");
+                let (kind, row) = audit::audit_row(event, client);
+                let assurance = Assurance::password(Utc::now());
+                // One round trip for every write of the sign-in, and one commit: the
+                // counts are cleared if and only if the session exists.
+                let shared: &AsyncPgConnection = conn;
+                let (issued, ()) = attempt
+                    .settle_in(shared, async {
+                        tokio::try_join!(
+                            self.open_session_as(shared, session_id, user, client, &assurance),
+                            async { Ok(db::audit::insert(shared, &row).await?) },
+                        )
+                    })
                     .await?;
-                self.audit(
-                    conn,
-                    Event::new(EventType::LoginSucceeded, Some(user_id))
-                        .session(issued.session_id)
-                        .with("method", "password"),
-                    client,
-                )
-                .await?;
+                self.queue_webhooks(conn, kind, &row).await?;
                 Ok(issued)
             })
             .await?;
@@ -461,7 +481,21 @@ impl Auth {
     /// first token pair.
     async fn open_session(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
+        user: Account,
+        client: &ClientInfo,
+        assurance: &Assurance,
+    ) -> Result<Issued, AuthError> {
+        self.open_session_as(conn, Uuid::new_v4(), user, client, assurance)
+            .await
+    }
+
+    /// [`Auth::open_session`] with the session's id chosen by the caller, which records
+    /// it (the audit row) in the same round trip.
+    async fn open_session_as(
+        &self,
+        conn: &AsyncPgConnection,
+        session_id: Uuid,
         user: Account,
         client: &ClientInfo,
         assurance: &Assurance,
@@ -473,7 +507,6 @@ impl Auth {
             .user_agent
             .as_deref()
             .map(|ua| truncate(ua, USER_AGENT_MAX));
-        let session_id = Uuid::new_v4();
         let refresh_token = OpaqueToken::generate()?;
         db::sessions::open(
             conn,

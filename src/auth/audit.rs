@@ -179,28 +179,10 @@ impl Auth {
         event: Event,
         client: &ClientInfo,
     ) -> Result<(), AuthError> {
-        let row = NewAuditEvent {
-            id: Uuid::new_v4(),
-            created_at: Utc::now(),
-            kind: event.kind.as_str(),
-            user_id: event.user_id,
-            actor_id: event.actor_id,
-            session_id: event.session_id,
-            client_address: client.ip.map(|ip| ip.to_string()),
-            user_agent: client
-                .user_agent
-                .as_deref()
-                .map(|ua| truncate(ua, USER_AGENT_MAX)),
-            request_id: client
-                .request_id
-                .as_deref()
-                .filter(|id| !id.is_empty())
-                .map(|id| truncate(id, REQUEST_ID_MAX)),
-            details: serde_json::Value::Object(event.details),
-        };
+        let (kind, row) = audit_row(event, client);
         db::audit::insert(conn, &row).await?;
         // In this same transaction: every recorded event, and only those, is pushed.
-        self.queue_webhooks(conn, event.kind, &row).await
+        self.queue_webhooks(conn, kind, &row).await
     }
 
     /// Keeps the audit log's partitions: creates this month's and the next, and drops
@@ -227,6 +209,31 @@ impl Auth {
             warn!(event = kind.as_str(), error = %e, "audit event not recorded");
         }
     }
+}
+
+/// The row that records `event`, with its type (for the webhook deliveries). For a
+/// caller that pipelines the insert with its own writes, then queues the deliveries.
+pub(super) fn audit_row(event: Event, client: &ClientInfo) -> (EventType, NewAuditEvent<'_>) {
+    let row = NewAuditEvent {
+        id: Uuid::new_v4(),
+        created_at: Utc::now(),
+        kind: event.kind.as_str(),
+        user_id: event.user_id,
+        actor_id: event.actor_id,
+        session_id: event.session_id,
+        client_address: client.ip.map(|ip| ip.to_string()),
+        user_agent: client
+            .user_agent
+            .as_deref()
+            .map(|ua| truncate(ua, USER_AGENT_MAX)),
+        request_id: client
+            .request_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .map(|id| truncate(id, REQUEST_ID_MAX)),
+        details: serde_json::Value::Object(event.details),
+    };
+    (event.kind, row)
 }
 
 #[cfg(test)]

@@ -27,14 +27,17 @@ use std::{
     time::Duration,
 };
 
-use chrono::{DateTime, TimeDelta, Utc};
-use diesel_async::AsyncConnection;
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncPgConnection;
 use tracing::{debug, warn};
 
 use super::{AuthError, ClientInfo, input::Email};
 use crate::{
     config::{ThrottleConfig, ThrottleRule},
-    db::{self, DbPool, throttle::Counter},
+    db::{
+        self, DbPool,
+        throttle::{Settlement, Taken},
+    },
 };
 
 /// One in this many attempts also deletes expired counters.
@@ -199,16 +202,21 @@ impl Throttle {
         client: &ClientInfo,
         device: Option<uuid::Uuid>,
     ) -> Result<Attempt, AuthError> {
-        let mut subjects = vec![(Limit::LoginAccount, Subject::Email(email))];
-        match (device, client.ip) {
-            (Some(id), _) => subjects.push((Limit::LoginDevice, Subject::Device(id))),
-            (None, Some(ip)) => {
-                subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
-                subjects.push((Limit::LoginAddress, Subject::Address(ip)));
-            }
-            (None, None) => {}
-        }
-        self.attempt(&subjects).await
+        self.attempt(&login_subjects(email, client, device)).await
+    }
+
+    /// [`Throttle::login`] on the caller's connection, so the count goes out pipelined
+    /// with the caller's own query; [`Counted::judge`] then decides. Without a device
+    /// token the subjects do not depend on the account, so login counts this way
+    /// together with its account lookup.
+    pub async fn count_login(
+        &self,
+        conn: &AsyncPgConnection,
+        email: &Email,
+        client: &ClientInfo,
+        device: Option<uuid::Uuid>,
+    ) -> Result<Counted, AuthError> {
+        self.count_on(conn, &login_subjects(email, client, device)).await
     }
 
     /// Clears the login counts of `email` (and from the client's address) without counting
@@ -294,70 +302,110 @@ impl Throttle {
     /// Counts one attempt against every subject, or refuses with `RATE_LIMITED` when any
     /// of them is waiting (then nothing is counted). Limits that are off are skipped.
     pub async fn attempt(&self, subjects: &[(Limit, Subject<'_>)]) -> Result<Attempt, AuthError> {
+        if subjects
+            .iter()
+            .all(|(limit, _)| limit.rule(&self.rules).is_none())
+        {
+            return Ok(self.nothing_counted());
+        }
+        let conn = self.db.get().await?;
+        self.count_on(&conn, subjects).await?.judge()
+    }
+
+    /// The count of [`Throttle::attempt`] on `conn`, in one statement
+    /// ([`db::throttle::Count`]), not judged yet.
+    async fn count_on(
+        &self,
+        conn: &AsyncPgConnection,
+        subjects: &[(Limit, Subject<'_>)],
+    ) -> Result<Counted, AuthError> {
         let counted: Vec<(Limit, ThrottleRule, String)> = subjects
             .iter()
             .filter_map(|(limit, subject)| Some((*limit, limit.rule(&self.rules)?, subject.key(*limit))))
             .collect();
-        if counted.is_empty() {
-            return Ok(self.nothing_counted());
-        }
-        let keys: Vec<String> = counted.iter().map(|(_, _, key)| key.clone()).collect();
-        let mut conn = self.db.get().await?;
-        let mut locked = Vec::new();
-        let outcome = conn
-            .transaction::<_, AuthError, _>(async |conn| {
-                locked.clear();
-                let (rows, now) = db::throttle::lock(conn, &keys).await?;
-                let waiting = rows
-                    .iter()
-                    .filter_map(|row| Some((remaining_wait(row, now)?, limit_of(&counted, &row.key)?)))
-                    .max_by_key(|(wait, _)| *wait);
-                if let Some(refusal) = waiting {
-                    return Ok(Err(refusal));
-                }
-                let taken: Vec<Counter> = rows
-                    .iter()
-                    .filter_map(|row| {
-                        let (limit, rule, _) = counted.iter().find(|(_, _, key)| *key == row.key)?;
-                        let next = take(row, rule, now);
-                        if let Some(until) = next.locked_until {
-                            locked.push(*limit);
-                            let wait = (until - now).num_seconds();
-                            warn!(
-                                limit = limit.name(),
-                                wait_s = wait,
-                                "attempt limit reached: waiting"
-                            );
-                        }
-                        Some(next)
-                    })
-                    .collect();
-                db::throttle::save(conn, &taken).await?;
-                Ok(Ok(()))
-            })
-            .await?;
-        if self.taken.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            match db::throttle::prune(&mut conn).await {
+        let query = db::throttle::Count::new(counted.iter().map(|(_, rule, key)| (key.as_str(), rule)));
+        let rows = db::throttle::count(conn, &query).await?;
+        if !rows.is_empty() && self.taken.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            match db::throttle::prune(conn).await {
                 Ok(n) => debug!(pruned = n, "expired attempt counters deleted"),
                 Err(e) => debug!(error = %e, "pruning attempt counters failed"),
             }
         }
-        match outcome {
-            Ok(()) => Ok(Attempt {
-                throttle: self.clone(),
-                counted,
-                locked,
-            }),
-            Err((wait, limit)) => {
-                let retry_after = retry_after(wait);
-                crate::metrics::throttle_hit(limit.name());
-                warn!(
-                    limit = limit.name(),
-                    retry_after, "attempt refused: too many attempts"
-                );
-                Err(AuthError::RateLimited { retry_after })
-            }
+        Ok(Counted {
+            throttle: self.clone(),
+            counted,
+            rows,
+        })
+    }
+}
+
+/// The subjects of a login (see [`Throttle::login`]).
+fn login_subjects<'a>(
+    email: &'a Email,
+    client: &ClientInfo,
+    device: Option<uuid::Uuid>,
+) -> Vec<(Limit, Subject<'a>)> {
+    let mut subjects = vec![(Limit::LoginAccount, Subject::Email(email))];
+    match (device, client.ip) {
+        (Some(id), _) => subjects.push((Limit::LoginDevice, Subject::Device(id))),
+        (None, Some(ip)) => {
+            subjects.push((Limit::LoginAccountAddress, Subject::EmailFrom(email, ip)));
+            subjects.push((Limit::LoginAddress, Subject::Address(ip)));
         }
+        (None, None) => {}
+    }
+    subjects
+}
+
+/// An attempt the database has counted or refused, not judged yet: judging logs, so a
+/// caller that pipelined the count records what it learnt alongside (the account) first.
+#[must_use = "`judge` turns the count into the attempt or its refusal"]
+pub struct Counted {
+    throttle: Throttle,
+    counted: Vec<(Limit, ThrottleRule, String)>,
+    rows: Vec<Taken>,
+}
+
+impl Counted {
+    /// The counted [`Attempt`], or `RATE_LIMITED` with the longest wait of the keys that
+    /// refused it.
+    pub fn judge(self) -> Result<Attempt, AuthError> {
+        let refusal = self
+            .rows
+            .iter()
+            .filter(|row| !row.counted)
+            .filter_map(|row| {
+                // A wait started while the statement ran is not known: retry in a second.
+                let wait = remaining_wait(row).unwrap_or_default();
+                Some((wait, limit_of(&self.counted, &row.key)?))
+            })
+            .max_by_key(|(wait, _)| *wait);
+        if let Some((wait, limit)) = refusal {
+            let retry_after = retry_after(wait);
+            crate::metrics::throttle_hit(limit.name());
+            warn!(
+                limit = limit.name(),
+                retry_after, "attempt refused: too many attempts"
+            );
+            return Err(AuthError::RateLimited { retry_after });
+        }
+        let mut locked = Vec::new();
+        for row in &self.rows {
+            let (Some(wait), Some(limit)) = (remaining_wait(row), limit_of(&self.counted, &row.key)) else {
+                continue;
+            };
+            locked.push(limit);
+            warn!(
+                limit = limit.name(),
+                wait_s = wait.as_secs(),
+                "attempt limit reached: waiting"
+            );
+        }
+        Ok(Attempt {
+            throttle: self.throttle,
+            counted: self.counted,
+            locked,
+        })
     }
 }
 
@@ -435,32 +483,56 @@ impl Attempt {
 
     /// The guarded work succeeded: a right password clears its account's counts, a good
     /// token gives its attempt back. Failing to record this is logged, not returned:
-    /// the caller has already succeeded.
+    /// the caller has already succeeded. A caller with a transaction of its own uses
+    /// [`Attempt::settle_in`] instead.
     pub async fn succeeded(self) {
-        let clear: Vec<String> = self
-            .counted
-            .iter()
-            .filter(|(limit, _, _)| limit.on_success() == OnSuccess::Clear)
-            .map(|(_, _, key)| key.clone())
-            .collect();
-        let refund: Vec<(&str, i32)> = self
-            .counted
-            .iter()
-            .filter(|(limit, _, _)| limit.on_success() == OnSuccess::Refund)
-            .map(|(_, rule, key)| (key.as_str(), i32::try_from(rule.free).unwrap_or(i32::MAX)))
-            .collect();
-        if clear.is_empty() && refund.is_empty() {
+        let settlement = self.settlement();
+        if settlement.is_empty() {
             return;
         }
         let result = async {
-            let mut conn = self.throttle.db.get().await.map_err(AuthError::from)?;
-            db::throttle::settle(&mut conn, &clear, &refund).await?;
+            let conn = self.throttle.db.get().await.map_err(AuthError::from)?;
+            settlement.apply(&conn).await?;
             Ok::<_, AuthError>(())
         }
         .await;
         if let Err(e) = result {
             warn!(error = %e, "could not record a successful attempt");
         }
+    }
+
+    /// [`Attempt::succeeded`] inside the caller's transaction on `conn`, pipelined with
+    /// `work` (the caller's own writes): the clear goes first, `work` next, and the
+    /// refund of a shared address counter last, so that row stays locked the shortest
+    /// time before COMMIT. The counts then change if and only if the caller's writes
+    /// commit, with no commit of their own; a failure fails the transaction.
+    pub async fn settle_in<T>(
+        self,
+        conn: &AsyncPgConnection,
+        work: impl Future<Output = Result<T, AuthError>>,
+    ) -> Result<T, AuthError> {
+        let settlement = self.settlement();
+        let (_, done, _) = tokio::try_join!(
+            async { settlement.clear(conn).await.map_err(AuthError::from) },
+            work,
+            async { settlement.refund(conn).await.map_err(AuthError::from) },
+        )?;
+        Ok(done)
+    }
+
+    /// What success does to the counters this attempt was counted on.
+    fn settlement(&self) -> Settlement {
+        let mut settlement = Settlement::default();
+        for (limit, rule, key) in &self.counted {
+            match limit.on_success() {
+                OnSuccess::Clear => settlement.clear.push(key.clone()),
+                OnSuccess::Refund => settlement
+                    .refund
+                    .push((key.clone(), i32::try_from(rule.free).unwrap_or(i32::MAX))),
+                OnSuccess::Keep => {}
+            }
+        }
+        settlement
     }
 }
 
@@ -471,41 +543,10 @@ fn limit_of(counted: &[(Limit, ThrottleRule, String)], key: &str) -> Option<Limi
         .map(|(limit, _, _)| *limit)
 }
 
-fn add(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(d)
-        .ok()
-        .and_then(|d| at.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-/// How long a counter still refuses attempts.
-fn remaining_wait(counter: &Counter, now: DateTime<Utc>) -> Option<Duration> {
-    let until = counter.locked_until.filter(|until| *until > now)?;
-    (until - now).to_std().ok()
-}
-
-/// The counter after one more attempt at `now` (it is not waiting): a new window when
-/// the old one is over, and a wait once the count reaches the limit.
-fn take(counter: &Counter, rule: &ThrottleRule, now: DateTime<Utc>) -> Counter {
-    let fresh = counter.window_ends_at <= now;
-    let attempts = if fresh {
-        1
-    } else {
-        counter.attempts.saturating_add(1)
-    };
-    let locked_until = rule
-        .wait_after(u32::try_from(attempts).unwrap_or(0))
-        .map(|wait| add(now, wait));
-    Counter {
-        key: counter.key.clone(),
-        attempts,
-        window_ends_at: if fresh {
-            add(now, rule.window)
-        } else {
-            counter.window_ends_at
-        },
-        locked_until,
-    }
+/// How long a counter still refuses attempts, by the database's clock.
+fn remaining_wait(row: &Taken) -> Option<Duration> {
+    let until = row.locked_until.filter(|until| *until > row.now)?;
+    (until - row.now).to_std().ok()
 }
 
 /// Whole seconds to wait, rounded up, at least one.

@@ -95,10 +95,10 @@ fn filtered(filter: &Filter) -> Boxed<'_> {
 }
 
 /// Records an event; call it inside the transaction of the change it describes.
-pub async fn insert(conn: &mut AsyncPgConnection, event: &NewAuditEvent<'_>) -> QueryResult<()> {
+pub async fn insert(mut conn: &AsyncPgConnection, event: &NewAuditEvent<'_>) -> QueryResult<()> {
     diesel::insert_into(audit_events::table)
         .values(event)
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(drop)
 }

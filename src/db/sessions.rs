@@ -64,14 +64,15 @@ pub struct NewSession<'a> {
     pub auth_time: DateTime<Utc>,
 }
 
-/// Inserts a session and its first refresh token, pipelined: one round trip.
+/// Inserts a session and its first refresh token, pipelined: one round trip. Takes a
+/// shared reference so the caller can pipeline more statements with them.
 pub async fn open(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     new: &NewSession<'_>,
     token_hash: &[u8],
     token_expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
-    let mut conn: &AsyncPgConnection = conn;
+    let mut conn = conn;
     let session = diesel::insert_into(sessions::table)
         .values(new)
         .execute(&mut conn);

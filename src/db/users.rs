@@ -171,8 +171,9 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryRe
 /// A user by email with their stored password hash (an argon2id PHC string; none for
 /// an account without a password) and whether they have a confirmed second factor: what
 /// a sign-in needs to know, in one query. The hash is for the login check only.
+/// Takes a shared reference so login can pipeline its attempt count with it.
 pub async fn find_for_sign_in(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     email: &str,
 ) -> QueryResult<Option<(Account, Option<String>, bool)>> {
     use super::schema::mfa_factors;
@@ -184,7 +185,7 @@ pub async fn find_for_sign_in(
     users::table
         .filter(users::email.eq(email))
         .select((Account::as_select(), users::password_hash, has_factor))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }
