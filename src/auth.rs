@@ -24,7 +24,7 @@ pub mod webhooks;
 
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::ExposeSecret;
 use tracing::{info, instrument};
@@ -91,6 +91,15 @@ pub struct Issued {
     pub expires_in: u64,
     /// Seconds until the refresh token expires.
     pub refresh_expires_in: i64,
+}
+
+/// A session just written, before its access token is signed.
+struct OpenedSession {
+    id: Uuid,
+    refresh_token: OpaqueToken,
+    assurance: Assurance,
+    opened_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
 }
 
 // Tokens stay out of Debug output: a stray `?issued` in a log line must not log anyone in.
@@ -290,27 +299,33 @@ impl Auth {
         let mut conn = self.conn().await?;
         conn.transaction::<_, AuthError, _>(async |conn| {
             let result = async {
+                let (user_id, session_id) = (Uuid::new_v4(), Uuid::new_v4());
                 let new = NewUser {
+                    id: user_id,
                     email: email.as_str(),
                     password_hash,
                     display_name: display_name.map(DisplayName::as_str),
                 };
-                let user = db::users::insert(conn, &new)
-                    .await
-                    .on_constraint("users_email_key", || AuthError::EmailTaken)?;
-                // Queued in this transaction: the mail exists if and only if the account does.
-                self.queue_verification(conn, &user).await?;
-                let user_id = user.id;
-                let issued = self
-                    .open_session(conn, user, client, &Assurance::password(Utc::now()))
-                    .await?;
-                self.audit(
-                    conn,
-                    Event::new(EventType::UserCreated, Some(user_id)).session(issued.session_id),
-                    client,
-                )
-                .await?;
-                Ok(issued)
+                let event = Event::new(EventType::UserCreated, Some(user_id)).session(session_id);
+                let (kind, row) = audit::audit_row(event, client);
+                let assurance = Assurance::password(Utc::now());
+                // Every write of the registration in one round trip (ids chosen here):
+                // PostgreSQL runs them in order, so the user exists before the rows that
+                // refer to it, and a taken email fails first. The verification mail is
+                // queued in this transaction: it exists if and only if the account does.
+                let shared: &AsyncPgConnection = conn;
+                let (user, (), opened, ()) = tokio::try_join!(
+                    async {
+                        db::users::insert(shared, &new)
+                            .await
+                            .on_constraint("users_email_key", || AuthError::EmailTaken)
+                    },
+                    self.queue_verification(shared, user_id, Some(email.as_str())),
+                    self.write_session(shared, session_id, user_id, client, &assurance),
+                    async { Ok(db::audit::insert(shared, &row).await?) },
+                )?;
+                self.queue_webhooks(conn, kind, &row).await?;
+                self.issue_pair(user, opened)
             }
             .await;
             point.reach(result)
@@ -500,6 +515,23 @@ impl Auth {
         client: &ClientInfo,
         assurance: &Assurance,
     ) -> Result<Issued, AuthError> {
+        let opened = self
+            .write_session(conn, session_id, user.id, client, assurance)
+            .await?;
+        self.issue_pair(user, opened)
+    }
+
+    /// Writes a new session of `user_id` and its first refresh token: the database half
+    /// of [`Auth::open_session`], which needs only the user's id, so a registration can
+    /// send it in the round trip that creates the user.
+    async fn write_session(
+        &self,
+        conn: &AsyncPgConnection,
+        session_id: Uuid,
+        user_id: Uuid,
+        client: &ClientInfo,
+        assurance: &Assurance,
+    ) -> Result<OpenedSession, AuthError> {
         let now = Utc::now();
         let absolute = now + self.policy.session_max_lifetime;
         let expires = (now + self.policy.refresh_ttl).min(absolute);
@@ -512,7 +544,7 @@ impl Auth {
             conn,
             &NewSession {
                 id: session_id,
-                user_id: user.id,
+                user_id,
                 user_agent,
                 created_at: now,
                 last_used_at: now,
@@ -526,14 +558,28 @@ impl Auth {
             expires,
         )
         .await?;
-        let access_token = self.keys.issue(user.id, session_id, user.role, assurance, now)?;
+        Ok(OpenedSession {
+            id: session_id,
+            refresh_token,
+            assurance: assurance.clone(),
+            opened_at: now,
+            expires_at: expires,
+        })
+    }
+
+    /// Signs the access token of a session just written and hands out the pair.
+    fn issue_pair(&self, user: Account, opened: OpenedSession) -> Result<Issued, AuthError> {
+        let now = opened.opened_at;
+        let access_token = self
+            .keys
+            .issue(user.id, opened.id, user.role, &opened.assurance, now)?;
         Ok(Issued {
             user,
-            session_id,
+            session_id: opened.id,
             access_token,
-            refresh_token,
+            refresh_token: opened.refresh_token,
             expires_in: self.keys.ttl().as_secs(),
-            refresh_expires_in: (expires - now).num_seconds(),
+            refresh_expires_in: (opened.expires_at - now).num_seconds(),
         })
     }
 

@@ -10,6 +10,7 @@ use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio::time::Instant;
 use tracing::{info, instrument};
+use uuid::Uuid;
 
 use super::{
     Auth, AuthError, ClientInfo, Viewer,
@@ -18,7 +19,7 @@ use super::{
     input::Password,
     token::OpaqueToken,
 };
-use crate::db::{self, email_tokens::Purpose, users::Account};
+use crate::db::{self, email_tokens::Purpose};
 
 /// Lifetime of an email verification token.
 pub const VERIFY_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -34,11 +35,12 @@ impl Auth {
     /// caller's transaction).
     pub(super) async fn queue_verification(
         &self,
-        conn: &mut AsyncPgConnection,
-        user: &Account,
+        conn: &AsyncPgConnection,
+        user_id: Uuid,
+        address: Option<&str>,
     ) -> Result<(), AuthError> {
         // An account made from a provider identity may have no address to verify.
-        let Some(address) = user.email.as_deref() else {
+        let Some(address) = address else {
             return Ok(());
         };
         let token = OpaqueToken::generate()?;
@@ -46,7 +48,7 @@ impl Auth {
         db::email_tokens::replace(
             conn,
             token.hash().as_bytes(),
-            user.id,
+            user_id,
             Purpose::VerifyEmail,
             address,
             expires_at,
@@ -54,9 +56,9 @@ impl Auth {
         .await?;
         let mail = self
             .mail
-            .verification(user.id, address, token.expose(), VERIFY_TOKEN_TTL);
+            .verification(user_id, address, token.expose(), VERIFY_TOKEN_TTL);
         db::outbox::insert(conn, &mail).await?;
-        info!(user.id = %user.id, mail.id = %mail.id, "verification mail queued");
+        info!(user.id = %user_id, mail.id = %mail.id, "verification mail queued");
         Ok(())
     }
 
@@ -83,8 +85,11 @@ impl Auth {
             .mail_request(&Email::stored(address), client)
             .await?;
         let mut conn = self.conn().await?;
-        conn.transaction::<_, AuthError, _>(async |conn| self.queue_verification(conn, &viewer.user).await)
-            .await?;
+        conn.transaction::<_, AuthError, _>(async |conn| {
+            self.queue_verification(conn, viewer.user.id, viewer.user.email.as_deref())
+                .await
+        })
+        .await?;
         Ok(true)
     }
 

@@ -29,14 +29,16 @@ impl Purpose {
 /// Stores a new token of `purpose` for a user and deletes every older one of the same
 /// purpose (and any expired token of the user), so only the newest works.
 pub async fn replace(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     token_hash: &[u8],
     user_id: Uuid,
     purpose: Purpose,
     email: &str,
     expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
-    diesel::delete(
+    // Pipelined: PostgreSQL runs the delete before the insert.
+    let (mut forget_conn, mut insert_conn) = (conn, conn);
+    let forget = diesel::delete(
         email_tokens::table
             .filter(email_tokens::user_id.eq(user_id))
             .filter(
@@ -45,9 +47,8 @@ pub async fn replace(
                     .or(email_tokens::expires_at.le(diesel::dsl::now)),
             ),
     )
-    .execute(conn)
-    .await?;
-    diesel::insert_into(email_tokens::table)
+    .execute(&mut forget_conn);
+    let insert = diesel::insert_into(email_tokens::table)
         .values((
             email_tokens::token_hash.eq(token_hash),
             email_tokens::user_id.eq(user_id),
@@ -55,9 +56,8 @@ pub async fn replace(
             email_tokens::email.eq(email),
             email_tokens::expires_at.eq(expires_at),
         ))
-        .execute(conn)
-        .await
-        .map(drop)
+        .execute(&mut insert_conn);
+    tokio::try_join!(forget, insert).map(drop)
 }
 
 /// Whether a live token of `purpose` has this hash (a read, consuming nothing).

@@ -92,10 +92,10 @@ pub const QUEUE: Queue = Queue {
 };
 
 /// Queues a mail; call it inside the transaction of the change that causes the mail.
-pub async fn insert(conn: &mut AsyncPgConnection, mail: &NewMail) -> QueryResult<()> {
+pub async fn insert(mut conn: &AsyncPgConnection, mail: &NewMail) -> QueryResult<()> {
     diesel::insert_into(outbox::table)
         .values(mail)
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(drop)
 }

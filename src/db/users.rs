@@ -110,6 +110,8 @@ impl std::fmt::Debug for Account {
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
+    /// Chosen by the caller, so rows referring to the user can go in the same round trip.
+    pub id: Uuid,
     /// Normalised email address.
     pub email: &'a str,
     /// argon2id PHC string.
@@ -119,11 +121,12 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user; a taken email fails with a unique violation on `users_email_key`.
-pub async fn insert(conn: &mut AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<Account> {
+/// Takes a shared reference so the rows that refer to the user can be pipelined after it.
+pub async fn insert(mut conn: &AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<Account> {
     diesel::insert_into(users::table)
         .values(new)
         .returning(Account::as_returning())
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
 }
 
