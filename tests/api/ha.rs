@@ -20,7 +20,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::support::{LOGIN, ME, PASSWORD, REFRESH, REGISTER, Service, SmtpSink, TempDir, email, eventually};
+use crate::support::{
+    LOGIN, ME, PASSWORD, REFRESH, REGISTER, Service, SmtpSink, TempDir, email, eventually, pg::free_port,
+};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ha.sh");
 const LOGOUT: &str = "mutation($t: String) { logout(refreshToken: $t) }";
@@ -29,14 +31,6 @@ const LOGOUT: &str = "mutation($t: String) { logout(refreshToken: $t) }";
 struct Formation {
     dir: TempDir,
     url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn script(args: &[&str]) -> String {
