@@ -297,7 +297,7 @@ impl Auth {
         client: &ClientInfo,
     ) -> Result<Issued, AuthError> {
         let mut conn = self.conn().await?;
-        conn.transaction::<_, AuthError, _>(async |conn| {
+        db::pipelined::transaction(&mut conn, async |tx| {
             let result = async {
                 let (user_id, session_id) = (Uuid::new_v4(), Uuid::new_v4());
                 let new = NewUser {
@@ -309,22 +309,27 @@ impl Auth {
                 let event = Event::new(EventType::UserCreated, Some(user_id)).session(session_id);
                 let (kind, row) = audit::audit_row(event, client);
                 let assurance = Assurance::password(Utc::now());
-                // Every write of the registration in one round trip (ids chosen here):
-                // PostgreSQL runs them in order, so the user exists before the rows that
-                // refer to it, and a taken email fails first. The verification mail is
-                // queued in this transaction: it exists if and only if the account does.
-                let shared: &AsyncPgConnection = conn;
-                let (user, (), opened, ()) = tokio::try_join!(
-                    async {
-                        db::users::insert(shared, &new)
-                            .await
-                            .on_constraint("users_email_key", || AuthError::EmailTaken)
-                    },
-                    self.queue_verification(shared, user_id, Some(email.as_str())),
-                    self.write_session(shared, session_id, user_id, client, &assurance),
-                    async { Ok(db::audit::insert(shared, &row).await?) },
-                )?;
-                self.queue_webhooks(conn, kind, &row).await?;
+                // Every write of the registration in one round trip with the BEGIN (ids
+                // chosen here): PostgreSQL runs them in order, so the user exists before
+                // the rows that refer to it, and a taken email fails first. The
+                // verification mail is queued in this transaction: it exists if and only
+                // if the account does. The COMMIT waits for the outcome, which
+                // `CommitPoint` needs to know whether a retry is safe.
+                let (user, (), opened, ()) = tx
+                    .opening(async |shared: &AsyncPgConnection| {
+                        tokio::try_join!(
+                            async {
+                                db::users::insert(shared, &new)
+                                    .await
+                                    .on_constraint("users_email_key", || AuthError::EmailTaken)
+                            },
+                            self.queue_verification(shared, user_id, Some(email.as_str())),
+                            self.write_session(shared, session_id, user_id, client, &assurance),
+                            async { Ok(db::audit::insert(shared, &row).await?) },
+                        )
+                    })
+                    .await?;
+                self.queue_webhooks(tx.conn()?, kind, &row).await?;
                 self.issue_pair(user, opened)
             }
             .await;
@@ -443,30 +448,36 @@ impl Auth {
                 factors: mfa::FACTORS.to_vec(),
             });
         }
+        let session_id = Uuid::new_v4();
+        let event = Event::new(EventType::LoginSucceeded, Some(user.id))
+            .session(session_id)
+            .with("method", "password");
+        let (kind, row) = audit::audit_row(event, client);
+        let assurance = Assurance::password(Utc::now());
+        // Every write of the sign-in in one round trip with the BEGIN, and with the
+        // COMMIT too unless a webhook wants the event: the counts are cleared if and only
+        // if the session exists.
+        let writes = async |shared: &AsyncPgConnection| {
+            attempt
+                .settle_in(shared, async {
+                    tokio::try_join!(
+                        self.write_session(shared, session_id, user.id, client, &assurance),
+                        async { Ok(db::audit::insert(shared, &row).await?) },
+                    )
+                })
+                .await
+        };
         let mut conn = self.conn().await?;
-        let issued = conn
-            .transaction::<_, AuthError, _>(async |conn| {
-                let session_id = Uuid::new_v4();
-                let event = Event::new(EventType::LoginSucceeded, Some(user.id))
-                    .session(session_id)
-                    .with("method", "password");
-                let (kind, row) = audit::audit_row(event, client);
-                let assurance = Assurance::password(Utc::now());
-                // One round trip for every write of the sign-in, and one commit: the
-                // counts are cleared if and only if the session exists.
-                let shared: &AsyncPgConnection = conn;
-                let (issued, ()) = attempt
-                    .settle_in(shared, async {
-                        tokio::try_join!(
-                            self.open_session_as(shared, session_id, user, client, &assurance),
-                            async { Ok(db::audit::insert(shared, &row).await?) },
-                        )
-                    })
-                    .await?;
-                self.queue_webhooks(conn, kind, &row).await?;
-                Ok(issued)
-            })
-            .await?;
+        let (opened, ()) = db::pipelined::transaction(&mut conn, async |tx| {
+            if !self.webhooks_send(kind) {
+                return tx.whole(writes).await;
+            }
+            let written = tx.opening(writes).await?;
+            self.queue_webhooks(tx.conn()?, kind, &row).await?;
+            Ok(written)
+        })
+        .await?;
+        let issued = self.issue_pair(user, opened)?;
         info!(session.id = %issued.session_id, "login succeeded");
         Ok(issued)
     }

@@ -11,11 +11,14 @@ pub mod mfa_challenges;
 pub mod oauth_states;
 pub mod outbox;
 pub mod passkeys;
+pub mod pipelined;
 pub mod queue;
 pub mod refresh_tokens;
 pub mod retention;
 pub mod schema;
 pub mod sessions;
+#[cfg(test)]
+pub(crate) mod test_db;
 pub mod throttle;
 pub mod users;
 pub mod webhook_deliveries;

@@ -112,66 +112,69 @@ impl Auth {
     ) -> Result<Issued, AuthError> {
         let hash = presented.hash();
         let mut conn = self.conn().await?;
-        let outcome = conn
-            .transaction::<_, AuthError, _>(async |conn| {
-                // Pipelined, one round trip: the address's wait, then the lock, then the
-                // token. PostgreSQL runs the token read after the lock is granted, with a
-                // fresh snapshot, so it sees a rotation that committed while this request
-                // waited for the lock.
-                let shared: &AsyncPgConnection = conn;
-                let waiting = async {
-                    match check.key() {
-                        Some(key) => db::throttle::locked_until(shared, key).await,
-                        None => Ok(None),
-                    }
-                };
-                let (locked_until, session, found) = tokio::try_join!(
-                    waiting,
-                    db::sessions::lock_by_token(shared, hash.as_bytes()),
-                    db::refresh_tokens::find_with_owner(shared, hash.as_bytes()),
-                )?;
-                check.note_wait(locked_until);
-                let (token, user) = found.unzip();
-                let now = Utc::now();
-                let grace =
-                    chrono::TimeDelta::from_std(self.policy.refresh_grace).unwrap_or(chrono::TimeDelta::MAX);
-                // Opened only for a token rotated before: the rare path pays the decryption.
-                let successor = token
-                    .as_ref()
-                    .filter(|t| t.rotated_at.is_some())
-                    .and_then(|t| t.successor_sealed.as_deref())
-                    .and_then(|sealed| open_successor(presented, sealed));
-                let decision = decide(session.as_ref(), token.as_ref(), successor.is_some(), now, grace);
-                let (Some(session), Some(user)) = (session, user) else {
-                    return Err(AuthError::InvalidToken);
-                };
-                match (decision, successor) {
-                    (Decision::Rotate, _) => self
-                        .rotate(conn, presented, &session, user, now)
-                        .await
-                        .map(Refreshed::Issued),
-                    (Decision::Replay, Some(successor)) => Ok(Refreshed::Issued(Issued {
-                        user,
+        let outcome = db::pipelined::transaction(&mut conn, async |tx| {
+            // With the BEGIN, one round trip: the address's wait, then the lock, then the
+            // token. PostgreSQL runs the token read after the lock is granted, with a
+            // fresh snapshot, so it sees a rotation that committed while this request
+            // waited for the lock.
+            let (locked_until, session, found) = tx
+                .opening(async |shared: &AsyncPgConnection| {
+                    let waiting = async {
+                        match check.key() {
+                            Some(key) => db::throttle::locked_until(shared, key).await,
+                            None => Ok(None),
+                        }
+                    };
+                    Ok::<_, AuthError>(tokio::try_join!(
+                        waiting,
+                        db::sessions::lock_by_token(shared, hash.as_bytes()),
+                        db::refresh_tokens::find_with_owner(shared, hash.as_bytes()),
+                    )?)
+                })
+                .await?;
+            check.note_wait(locked_until);
+            let (token, user) = found.unzip();
+            let now = Utc::now();
+            let grace =
+                chrono::TimeDelta::from_std(self.policy.refresh_grace).unwrap_or(chrono::TimeDelta::MAX);
+            // Opened only for a token rotated before: the rare path pays the decryption.
+            let successor = token
+                .as_ref()
+                .filter(|t| t.rotated_at.is_some())
+                .and_then(|t| t.successor_sealed.as_deref())
+                .and_then(|sealed| open_successor(presented, sealed));
+            let decision = decide(session.as_ref(), token.as_ref(), successor.is_some(), now, grace);
+            let (Some(session), Some(user)) = (session, user) else {
+                return Err(AuthError::InvalidToken);
+            };
+            match (decision, successor) {
+                (Decision::Rotate, _) => self
+                    .rotate(tx, presented, &session, user, now)
+                    .await
+                    .map(Refreshed::Issued),
+                (Decision::Replay, Some(successor)) => Ok(Refreshed::Issued(Issued {
+                    user,
+                    session_id: session.id,
+                    access_token: successor.access_token,
+                    refresh_token: OpaqueToken::presented(&successor.refresh_token),
+                    expires_in: self.keys.ttl().as_secs(),
+                    refresh_expires_in: successor.refresh_expires_in,
+                })),
+                (Decision::Replay | Decision::RevokeSession, _) => {
+                    let conn = tx.conn()?;
+                    db::sessions::revoke(conn, session.id, "refresh_token_reused").await?;
+                    let event =
+                        Event::new(EventType::RefreshReused, Some(session.user_id)).session(session.id);
+                    self.audit(conn, event, client).await?;
+                    Ok(Refreshed::Reused {
                         session_id: session.id,
-                        access_token: successor.access_token,
-                        refresh_token: OpaqueToken::presented(&successor.refresh_token),
-                        expires_in: self.keys.ttl().as_secs(),
-                        refresh_expires_in: successor.refresh_expires_in,
-                    })),
-                    (Decision::Replay | Decision::RevokeSession, _) => {
-                        db::sessions::revoke(conn, session.id, "refresh_token_reused").await?;
-                        let event =
-                            Event::new(EventType::RefreshReused, Some(session.user_id)).session(session.id);
-                        self.audit(conn, event, client).await?;
-                        Ok(Refreshed::Reused {
-                            session_id: session.id,
-                            user_id: session.user_id,
-                        })
-                    }
-                    (Decision::Refuse, _) => Err(AuthError::InvalidToken),
+                        user_id: session.user_id,
+                    })
                 }
-            })
-            .await?;
+                (Decision::Refuse, _) => Err(AuthError::InvalidToken),
+            }
+        })
+        .await?;
         match outcome {
             Refreshed::Issued(issued) => {
                 let span = tracing::Span::current();
@@ -188,9 +191,10 @@ impl Auth {
     }
 
     /// Issues the successor of `parent` and seals it under `parent` for the grace window.
+    /// Its writes go out with the COMMIT.
     async fn rotate(
         &self,
-        conn: &mut AsyncPgConnection,
+        tx: &mut db::pipelined::Pipelined<'_>,
         parent: &OpaqueToken,
         session: &Session,
         user: Account,
@@ -210,18 +214,19 @@ impl Auth {
                 refresh_expires_in,
             },
         )?;
-        db::refresh_tokens::record_rotation(
-            conn,
-            &Rotation {
-                session_id: session.id,
-                parent_hash: parent.hash().as_bytes(),
-                successor_sealed: &sealed,
-                child_hash: refresh_token.hash().as_bytes(),
-                child_expires_at: expires,
-                at: now,
-                grace_cutoff: now - self.policy.refresh_grace,
-            },
-        )
+        let (parent_hash, child_hash) = (parent.hash(), refresh_token.hash());
+        let rotation = Rotation {
+            session_id: session.id,
+            parent_hash: parent_hash.as_bytes(),
+            successor_sealed: &sealed,
+            child_hash: child_hash.as_bytes(),
+            child_expires_at: expires,
+            at: now,
+            grace_cutoff: now - self.policy.refresh_grace,
+        };
+        tx.closing(async |shared: &AsyncPgConnection| {
+            db::refresh_tokens::record_rotation(shared, &rotation).await
+        })
         .await?;
         Ok(Issued {
             user,

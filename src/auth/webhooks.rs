@@ -54,6 +54,12 @@ impl Auth {
         self
     }
 
+    /// Whether an event of this type queues deliveries: if not, [`Auth::queue_webhooks`]
+    /// sends nothing, and the transaction's COMMIT can go out with its writes.
+    pub(super) fn webhooks_send(&self, kind: EventType) -> bool {
+        self.webhooks.as_deref().is_some_and(|h| h.sends(kind))
+    }
+
     /// Queues the deliveries of a just-recorded audit event, on the same connection
     /// (and so in the same transaction). Costs nothing when webhooks are off or the type
     /// is not subscribed.

@@ -88,9 +88,9 @@ pub struct Rotation<'a> {
 
 /// Records a rotation: stores the child, marks the parent exchanged (keeping the sealed
 /// successor for the grace window), wipes expired sealed successors and touches the
-/// session. The four statements are pipelined: one round trip instead of four.
-pub async fn record_rotation(conn: &mut AsyncPgConnection, r: &Rotation<'_>) -> QueryResult<()> {
-    let mut conn: &AsyncPgConnection = conn;
+/// session. The four statements are pipelined: they go out together (with the COMMIT
+/// of a refresh, see `db::pipelined`).
+pub async fn record_rotation(mut conn: &AsyncPgConnection, r: &Rotation<'_>) -> QueryResult<()> {
     let insert = diesel::insert_into(refresh_tokens::table)
         .values((
             refresh_tokens::token_hash.eq(r.child_hash),

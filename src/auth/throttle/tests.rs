@@ -3,55 +3,17 @@
 //! (`TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432`), in a database of
 //! their own, and move time by moving the counters' timestamps back.
 
-use std::sync::atomic::AtomicUsize;
-
 use diesel::sql_types::Double;
 use diesel_async::RunQueryDsl;
 
 use super::*;
-use crate::db::throttle::{Count, count};
+use crate::db::{
+    test_db::TestDb,
+    throttle::{Count, count},
+};
 
 fn rule(raw: &str) -> ThrottleRule {
     ThrottleRule::parse(raw).unwrap().unwrap()
-}
-
-/// A migrated database of the test's own. Named as the API tests name theirs
-/// (`authgraph_t<pid>_...`), so a killed run's databases are dropped by the next one.
-struct TestDb {
-    name: String,
-    url: String,
-}
-
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
-}
-
-impl TestDb {
-    async fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "authgraph_t{}_throttle_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let url = format!("{}/{name}", server_url().trim_end_matches('/'));
-        assert!(db::create_database_if_missing(&url).await.unwrap());
-        db::run_migrations(&url).await.unwrap();
-        Self { name, url }
-    }
-
-    async fn conn(&self) -> AsyncPgConnection {
-        db::connect(&self.url, "throttle test").await.unwrap()
-    }
-
-    async fn drop(self) {
-        let admin = format!("{}/postgres", server_url().trim_end_matches('/'));
-        let mut conn = db::connect(&admin, "throttle test").await.unwrap();
-        diesel::sql_query(format!("drop database \"{}\" with (force)", self.name))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
 }
 
 /// Moves time forward by `secs` for every counter (their timestamps go back).
@@ -137,7 +99,7 @@ fn most_in_any(times: &[i64], span: i64) -> usize {
 
 #[tokio::test]
 async fn the_limit_passes_free_attempts_then_waits_grow() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("throttle").await;
     let mut conn = db.conn().await;
     let r = rule("3/1h,10s..40s");
     for n in 1..=2 {
@@ -169,7 +131,7 @@ async fn the_limit_passes_free_attempts_then_waits_grow() {
 
 #[tokio::test]
 async fn a_refused_attempt_counts_none_of_its_keys() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("throttle").await;
     let mut conn = db.conn().await;
     let one = rule("1/1h");
     let r = rule("3/1h");
@@ -194,7 +156,7 @@ async fn a_refused_attempt_counts_none_of_its_keys() {
 
 #[tokio::test]
 async fn concurrent_attempts_never_pass_the_limit_together() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("throttle").await;
     let r = rule("3/1h,1h..1h");
     let mut conns = Vec::new();
     for _ in 0..8 {
@@ -217,7 +179,7 @@ async fn concurrent_attempts_never_pass_the_limit_together() {
 
 #[tokio::test]
 async fn one_address_cannot_slow_down_the_account_for_its_owner() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("throttle").await;
     let mut conn = db.conn().await;
     let defaults = ThrottleConfig::default();
     let pair = defaults.login_account_address.unwrap();
@@ -241,7 +203,7 @@ async fn one_address_cannot_slow_down_the_account_for_its_owner() {
 
 #[tokio::test]
 async fn every_statement_is_prepared_once_per_connection() {
-    let db = TestDb::new().await;
+    let db = TestDb::new("throttle").await;
     let mut conn = db.conn().await;
     let r = rule("3/1h");
     let settlement = Settlement {
