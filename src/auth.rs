@@ -600,8 +600,8 @@ impl Auth {
         let header = authorization.ok_or(AuthError::Unauthenticated(TokenProblem::Missing))?;
         let token = bearer_token(header).ok_or(AuthError::Unauthenticated(TokenProblem::Malformed))?;
         let claims = self.keys.verify(token).map_err(AuthError::Unauthenticated)?;
-        let mut conn = self.conn().await?;
-        let user = db::sessions::find_live_owner(&mut conn, claims.sid, claims.sub)
+        let conn = self.conn().await?;
+        let user = db::sessions::find_live_owner(&conn, claims.sid, claims.sub)
             .await?
             .ok_or(AuthError::Unauthenticated(TokenProblem::Revoked))?;
         Ok(Viewer {

@@ -1,11 +1,16 @@
 //! Queries on `sessions`.
 
 use chrono::{DateTime, Utc};
-use diesel::{pg::Pg, prelude::*};
+use diesel::{
+    pg::Pg,
+    prelude::*,
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{refresh_tokens, sessions, users};
+use super::schema::{refresh_tokens, sessions};
 use super::users::Account;
 
 /// A row of `sessions`.
@@ -89,23 +94,66 @@ pub async fn open(
 /// The owner of a live session (not revoked, not expired) when it belongs to `user_id`:
 /// the one query behind every authenticated request.
 pub async fn find_live_owner(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     session_id: Uuid,
     user_id: Uuid,
 ) -> QueryResult<Option<Account>> {
-    sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq(session_id))
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(diesel::dsl::now))
-        .filter(sessions::absolute_expires_at.gt(diesel::dsl::now))
-        // `disableUser` ends the sessions too; this covers a sign-in racing it.
-        .filter(users::disabled_at.is_null())
-        .select(Account::as_select())
-        .first(conn)
+    LiveOwner { session_id, user_id }
+        .get_result(&mut conn)
         .await
         .optional()
+}
+
+/// [`find_live_owner`]'s query, with constant SQL: diesel-async renders a query-builder
+/// query's SQL again on every execution (to find its cached statement), and this one
+/// runs on every authenticated request. No `LIMIT` either: the session id is unique.
+#[derive(Clone, Copy, Debug)]
+struct LiveOwner {
+    session_id: Uuid,
+    user_id: Uuid,
+}
+
+/// The columns of [`Account`], in its field order, then the conditions, around the
+/// session id and the user id. `disableUser` ends the sessions too; the last condition
+/// covers a sign-in racing it.
+const LIVE_OWNER: [&str; 3] = [
+    "select u.id, u.email, (u.password_hash is not null and u.password_hash <> ''), \
+     u.display_name, u.role, u.email_verified_at, u.created_at, u.updated_at, u.disabled_at \
+     from sessions s join users u on u.id = s.user_id \
+     where s.id = ",
+    " and s.user_id = ",
+    " and s.revoked_at is null and s.expires_at > now() and s.absolute_expires_at > now() \
+     and u.disabled_at is null",
+];
+
+impl QueryFragment<Pg> for LiveOwner {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(LIVE_OWNER[0]);
+        out.push_bind_param::<SqlUuid, _>(&self.session_id)?;
+        out.push_sql(LIVE_OWNER[1]);
+        out.push_bind_param::<SqlUuid, _>(&self.user_id)?;
+        out.push_sql(LIVE_OWNER[2]);
+        Ok(())
+    }
+}
+
+impl QueryId for LiveOwner {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for LiveOwner {
+    type SqlType = (
+        SqlUuid,
+        Nullable<Text>,
+        Bool,
+        Nullable<Text>,
+        Text,
+        Nullable<Timestamptz>,
+        Timestamptz,
+        Timestamptz,
+        Nullable<Timestamptz>,
+    );
 }
 
 /// The live sessions of a user, newest first.
@@ -252,3 +300,6 @@ pub async fn set_assurance(
         .await
         .map(drop)
 }
+
+#[cfg(test)]
+mod tests;
