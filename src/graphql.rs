@@ -13,6 +13,7 @@ pub mod mfa;
 pub mod mutation;
 pub mod observability;
 pub mod passkeys;
+pub mod pipeline;
 pub mod query;
 pub mod social;
 pub mod subscription;
@@ -45,27 +46,24 @@ pub struct Query(query::QueryRoot, admin::AdminQuery);
 pub type AuthSchema = Schema<Query, Mutation, subscription::SubscriptionRoot>;
 
 fn builder(limits: &GraphqlLimits) -> SchemaBuilder<Query, Mutation, subscription::SubscriptionRoot> {
+    let documents = limits::DocumentLimits::new(limits::Limits {
+        max_fields: limits.max_fields,
+        max_aliases: limits.max_aliases,
+        max_recursive_depth: limits.max_recursive_depth,
+        max_directives: limits.max_directives,
+        introspection: limits.introspection,
+    });
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
         subscription::SubscriptionRoot,
     )
     .enable_federation()
-    // Outermost, so it counts and logs the codes `ErrorCodes` settled on.
-    .extension(observability::Observability)
-    .extension(error::ErrorCodes)
-    .extension(field_errors::FieldErrors)
-    .extension(coercion::RequestCoercion)
-    // Innermost: it parses the document itself and bounds its expansion before
-    // anything of async-graphql's walks it (see `limits`), so it takes over the
-    // recursion and directive limits too.
-    .extension(limits::DocumentLimits::new(limits::Limits {
-        max_fields: limits.max_fields,
-        max_aliases: limits.max_aliases,
-        max_recursive_depth: limits.max_recursive_depth,
-        max_directives: limits.max_directives,
-        introspection: limits.introspection,
-    }))
+    // Every concern runs in this one extension (see `pipeline`): each extension more
+    // would add its boxed hooks to every request and every field. Its `limits` step
+    // parses the document itself and bounds its expansion before anything of
+    // async-graphql's walks it, so it takes over the recursion and directive limits too.
+    .extension(pipeline::Pipeline::new(documents))
     .limit_depth(limits.max_depth)
     .limit_complexity(limits.max_complexity);
     if !limits.introspection {

@@ -122,9 +122,8 @@ impl Code {
         Code::ALL.into_iter().find(|c| c.as_str() == text)
     }
 
-    /// The code an error carries; an uncoded error counts as internal (the `ErrorCodes`
-    /// extension codes every error before a response leaves, so only its own input is
-    /// ever uncoded).
+    /// The code an error carries; an uncoded error counts as internal (`error` codes
+    /// every error before a response leaves, so only its own input is ever uncoded).
     pub fn of(err: &ServerError) -> Code {
         match err.extensions.as_ref().and_then(|x| x.get("code")) {
             Some(Value::String(text)) => Code::parse(text).unwrap_or(Code::Internal),

@@ -6,33 +6,20 @@
 //! `data`, and 400 on `application/graphql-response+json`. Messages name the variable
 //! and the expected type, never the value sent (it may be a password in the wrong place).
 
-use std::sync::{Arc, Mutex};
-
 use async_graphql::{
-    Name, Request, ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
-    },
+    Name, Request, ServerError, ValidationResult, Value, Variables,
     parser::types::{BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, Type},
     registry::{MetaType, Registry},
 };
 
 use super::code::Code;
 
-/// Installs the checks; register it outside `DocumentLimits` (which parses).
-pub struct RequestCoercion;
-
-impl ExtensionFactory for RequestCoercion {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest::default())
-    }
-}
-
+/// What one request's checks carry from step to step.
 #[derive(Default)]
-struct PerRequest {
-    operation_name: Mutex<Option<String>>,
+pub(super) struct Coercion {
+    operation_name: Option<String>,
     /// Found while parsing; reported after validation, which comes first in the spec.
-    refused: Mutex<Vec<ServerError>>,
+    refused: Vec<ServerError>,
 }
 
 /// A refusal of the request, naming `field` (the variable, or its input field).
@@ -163,52 +150,31 @@ fn coerce(registry: &Registry, ty: &Type, value: &Value, field: &str) -> Result<
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for PerRequest {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        if let Ok(mut name) = self.operation_name.lock() {
-            name.clone_from(&request.operation_name);
-        }
-        next.run(ctx, request).await
+impl Coercion {
+    /// Notes the operation `request` asks for.
+    pub(super) fn prepared(&mut self, request: &Request) {
+        self.operation_name.clone_from(&request.operation_name);
     }
 
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let name = self.operation_name.lock().ok().and_then(|n| n.clone());
-        let refused = match operation(&doc, name.as_deref()) {
-            Ok(op) => check_variables(&ctx.schema_env.registry, op, variables),
+    /// Checks the operation's selection and its variables against the parsed `doc`.
+    pub(super) fn parsed(&mut self, registry: &Registry, doc: &ExecutableDocument, variables: &Variables) {
+        let refused = match operation(doc, self.operation_name.as_deref()) {
+            Ok(op) => check_variables(registry, op, variables),
             Err(err) => vec![err],
         };
-        if !refused.is_empty()
-            && let Ok(mut slot) = self.refused.lock()
-        {
-            *slot = refused;
+        if !refused.is_empty() {
+            self.refused = refused;
         }
-        Ok(doc)
     }
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
+    /// Validation's verdict, unless the request itself was refused.
+    pub(super) fn validated(
+        &mut self,
+        result: Result<ValidationResult, Vec<ServerError>>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await;
         // async-graphql's validation also looks at variables, and reports a mistyped one
         // as the document's fault: when the variables are wrong, say that instead.
-        match self.refused.lock().map(|mut r| std::mem::take(&mut *r)) {
-            Ok(refused) if !refused.is_empty() => Err(refused),
-            _ => result,
-        }
+        let refused = std::mem::take(&mut self.refused);
+        if refused.is_empty() { result } else { Err(refused) }
     }
 }

@@ -1,15 +1,7 @@
 //! The only place errors get their GraphQL `extensions.code`: `AuthError` for resolver
-//! failures, and an extension that codes parse and validation failures.
+//! failures, and the functions the pipeline runs on parse, validation and response errors.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    ErrorExtensionValues, Response, ServerError, ServerResult, ValidationResult, Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
-    },
-    parser::types::ExecutableDocument,
-};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, Value};
 
 use super::code::Code;
 use crate::auth::AuthError;
@@ -62,86 +54,59 @@ impl From<AuthError> for async_graphql::Error {
     }
 }
 
-/// Gives every parse and validation error its code (async-graphql leaves them bare),
-/// async-graphql's own field-level input errors `BAD_USER_INPUT`, and any other uncoded
-/// error `INTERNAL_SERVER_ERROR`, so clients can always branch on `extensions.code`.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
-    }
-}
-
-struct ErrorCodesExtension;
-
 /// What async-graphql answers when a subscription is executed over HTTP.
 const SUBSCRIPTION_OVER_HTTP: &str = "Subscriptions are not supported on this transport.";
 
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        let errors = std::mem::take(&mut response.errors);
-        response.errors = errors
-            .into_iter()
-            .map(|mut e| {
-                // async-graphql's refusal of a subscription outside the socket is the
-                // client's mistake, not ours: say where subscriptions run.
-                if e.path.is_empty() && e.message == SUBSCRIPTION_OVER_HTTP {
-                    e.message =
-                        "subscriptions run over the WebSocket at /graphql (graphql-transport-ws)".into();
-                    return Code::BadRequest.or_on(e);
-                }
-                // Resolvers answer with a coded `AuthError`; what async-graphql raises
-                // uncoded at a field is its own check of the client's input (argument
-                // values, `_entities` representations). Anything else is ours.
-                let code = if e.path.is_empty() {
-                    Code::Internal
-                } else {
-                    Code::BadUserInput
-                };
-                code.or_on(without_values(e))
-            })
-            .collect();
-        response
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|e| {
-            if Code::is_set(&e) {
-                // Refused by a limit of ours before parsing: do not parse it here either.
-                return e;
+/// Codes every error of a finished response that has no code yet, so clients can always
+/// branch on `extensions.code`: async-graphql's own field-level input errors
+/// `BAD_USER_INPUT`, anything else `INTERNAL_SERVER_ERROR`.
+pub(super) fn code_response(response: &mut Response) {
+    let errors = std::mem::take(&mut response.errors);
+    response.errors = errors
+        .into_iter()
+        .map(|mut e| {
+            // async-graphql's refusal of a subscription outside the socket is the
+            // client's mistake, not ours: say where subscriptions run.
+            if e.path.is_empty() && e.message == SUBSCRIPTION_OVER_HTTP {
+                e.message = "subscriptions run over the WebSocket at /graphql (graphql-transport-ws)".into();
+                return Code::BadRequest.or_on(e);
             }
-            // async-graphql checks the recursion and directive limits while parsing: a
-            // document that parses on its own broke a limit, which API.md codes as a
-            // validation failure. (Only failures pay for the second parse.)
-            if async_graphql::parser::parse_query(query).is_ok() {
-                Code::ValidationFailed.or_on(e)
+            // Resolvers answer with a coded `AuthError`; what async-graphql raises
+            // uncoded at a field is its own check of the client's input (argument
+            // values, `_entities` representations). Anything else is ours.
+            let code = if e.path.is_empty() {
+                Code::Internal
             } else {
-                Code::ParseFailed.or_on(without_source(e))
-            }
+                Code::BadUserInput
+            };
+            code.or_on(without_values(e))
         })
-    }
+        .collect();
+}
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| Code::ValidationFailed.or_on(e))
-                .collect()
-        })
+/// Codes a failure to parse `query` (async-graphql leaves it bare).
+pub(super) fn code_parse_failure(query: &str, e: ServerError) -> ServerError {
+    if Code::is_set(&e) {
+        // Refused by a limit of ours before parsing: do not parse it here either.
+        return e;
     }
+    // async-graphql checks the recursion and directive limits while parsing: a
+    // document that parses on its own broke a limit, which API.md codes as a
+    // validation failure. (Only failures pay for the second parse.)
+    if async_graphql::parser::parse_query(query).is_ok() {
+        Code::ValidationFailed.or_on(e)
+    } else {
+        Code::ParseFailed.or_on(without_source(e))
+    }
+}
+
+/// Codes the errors of a document that failed validation (async-graphql leaves them
+/// bare).
+pub(super) fn code_validation_failures(errors: Vec<ServerError>) -> Vec<ServerError> {
+    errors
+        .into_iter()
+        .map(|e| Code::ValidationFailed.or_on(e))
+        .collect()
 }
 
 /// The parser renders the offending source line into its message, so a password or

@@ -9,34 +9,48 @@
 //! nullable field above it, the list itself when it is nullable.
 
 use std::sync::{
-    Arc, Mutex,
+    Mutex, MutexGuard, PoisonError,
     atomic::{AtomicBool, Ordering},
 };
 
 use async_graphql::{
     PathSegment, Response, ServerError, ServerResult, Value,
     context::{QueryPathNode, QueryPathSegment},
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextResolve, ResolveInfo},
+    extensions::ResolveInfo,
 };
 
-/// Installs [`FieldErrors`]; register it inside `ErrorCodes`, so the errors it keeps
-/// are coded like any other.
-pub struct FieldErrors;
-
-impl ExtensionFactory for FieldErrors {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest::default())
-    }
+/// What one request's failed fields left to settle. Fields resolve concurrently, so it
+/// is shared through `&self`.
+#[derive(Default)]
+pub(super) struct Failures {
+    /// Set once any field failed: the common request pays one load per field.
+    failed: AtomicBool,
+    settling: Mutex<Settling>,
 }
 
 #[derive(Default)]
-struct PerRequest {
-    /// Set once any field failed: the common request pays one load per field.
-    failed: AtomicBool,
+struct Settling {
     /// Errors of nullable fields answered with null; they join the response's errors.
-    nulled: Mutex<Vec<ServerError>>,
+    nulled: Vec<ServerError>,
     /// Paths of failed non-null fields whose null has not reached a nullable field yet.
-    propagating: Mutex<Vec<Vec<PathSegment>>>,
+    propagating: Vec<Vec<PathSegment>>,
+}
+
+/// The facts about a field its result is judged by, taken before it resolves.
+#[derive(Clone, Copy)]
+pub(super) struct Field<'a> {
+    nullable: bool,
+    path: &'a QueryPathNode<'a>,
+}
+
+impl<'a> Field<'a> {
+    /// The field `info` is about to resolve.
+    pub(super) fn of(info: &ResolveInfo<'a>) -> Self {
+        Self {
+            nullable: !info.return_type.ends_with('!'),
+            path: info.path_node,
+        }
+    }
 }
 
 fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
@@ -51,69 +65,67 @@ fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
     path
 }
 
-impl PerRequest {
+impl Settling {
     /// Whether a non-null field under `path` failed; its null stops here if so.
-    fn absorb_below(&self, path: &[PathSegment]) -> bool {
-        let Ok(mut propagating) = self.propagating.lock() else {
-            return false;
-        };
-        let before = propagating.len();
-        propagating.retain(|failed| !failed.starts_with(path));
-        propagating.len() != before
+    fn absorb_below(&mut self, path: &[PathSegment]) -> bool {
+        let before = self.propagating.len();
+        self.propagating.retain(|failed| !failed.starts_with(path));
+        self.propagating.len() != before
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for PerRequest {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        if !self.failed.load(Ordering::Relaxed) {
-            return response;
-        }
-        if let Ok(mut nulled) = self.nulled.lock() {
-            response.errors.append(&mut nulled);
-        }
-        // A non-null root field failed: nothing nullable above it but `data` itself.
-        if self.propagating.lock().is_ok_and(|p| !p.is_empty()) {
-            response.data = Value::Null;
-        }
-        response
+impl Failures {
+    fn settling(&self) -> MutexGuard<'_, Settling> {
+        // Nothing panics while holding it; a poisoned lock still holds whole values.
+        self.settling.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn resolve(
+    /// What `field` answers, given what its resolver returned.
+    pub(super) fn resolved(
         &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
+        field: Field<'_>,
+        result: ServerResult<Option<Value>>,
     ) -> ServerResult<Option<Value>> {
-        let nullable = !info.return_type.ends_with('!');
-        let path_node = info.path_node;
-        match next.run(ctx, info).await {
+        match result {
             Ok(value) => {
-                if nullable && self.failed.load(Ordering::Relaxed) && self.absorb_below(&path_of(path_node)) {
+                if field.nullable
+                    && self.failed.load(Ordering::Relaxed)
+                    && self.settling().absorb_below(&path_of(field.path))
+                {
                     return Ok(Some(Value::Null));
                 }
                 Ok(value)
             }
             Err(mut err) => {
                 self.failed.store(true, Ordering::Relaxed);
-                let path = path_of(path_node);
+                let path = path_of(field.path);
                 if err.path.is_empty() {
                     err.path = path.clone();
                 }
-                if nullable {
-                    if let Ok(mut nulled) = self.nulled.lock() {
-                        nulled.push(err);
-                    }
+                let mut settling = self.settling();
+                if field.nullable {
+                    settling.nulled.push(err);
                     // Whatever failed below this field ends here too.
-                    self.absorb_below(&path);
+                    settling.absorb_below(&path);
                     return Ok(Some(Value::Null));
                 }
-                if let Ok(mut propagating) = self.propagating.lock() {
-                    propagating.push(path);
-                }
+                settling.propagating.push(path);
                 Err(err)
             }
+        }
+    }
+
+    /// Puts the nulled fields' errors into `response`, and nulls its `data` when a
+    /// failed non-null field had no nullable field above it.
+    pub(super) fn finish(&self, response: &mut Response) {
+        if !self.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut settling = self.settling();
+        response.errors.append(&mut settling.nulled);
+        // A non-null root field failed: nothing nullable above it but `data` itself.
+        if !settling.propagating.is_empty() {
+            response.data = Value::Null;
         }
     }
 }
@@ -122,7 +134,10 @@ impl Extension for PerRequest {
 mod tests {
     use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema, SimpleObject};
 
-    use super::*;
+    use crate::graphql::{
+        limits::{DocumentLimits, Limits},
+        pipeline::Pipeline,
+    };
 
     struct Query;
 
@@ -165,8 +180,16 @@ mod tests {
     }
 
     async fn run(query: &str) -> serde_json::Value {
+        // Through the whole pipeline, as the service runs it.
+        let limits = Limits {
+            max_fields: 100,
+            max_aliases: 10,
+            max_recursive_depth: 10,
+            max_directives: 10,
+            introspection: false,
+        };
         let schema = Schema::build(Query, EmptyMutation, EmptySubscription)
-            .extension(FieldErrors)
+            .extension(Pipeline::new(DocumentLimits::new(limits)))
             .finish();
         serde_json::to_value(schema.execute(query).await).unwrap()
     }

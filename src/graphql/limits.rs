@@ -5,14 +5,10 @@
 //! twice grow 2^n and exhaust memory), aliases (the tool of alias-based brute force) and
 //! a refusal, with a code, of introspection when it is off.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashMap, sync::Mutex};
 
 use async_graphql::{
-    ServerError, ServerResult, ValidationResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
+    ServerError, ServerResult, ValidationResult,
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
@@ -73,7 +69,7 @@ const CACHED_DOCUMENT_MAX: usize = 4096;
 /// validation (twenty-odd rules walking the document) are the costliest steps of a small
 /// operation, and a client sends the same few documents again and again: a hit skips
 /// both. Validation's only use of variables is checking their values against the
-/// arguments they fill, which `RequestCoercion` does for every request, cached or not.
+/// arguments they fill, which `coercion` does for every request, cached or not.
 /// Bounded in count and size; when full it starts over, which costs one parse per
 /// document.
 #[derive(Default)]
@@ -116,14 +112,24 @@ impl ParsedDocuments {
 }
 
 /// Refuses documents whose expansion is too large, with too many aliases, with fragment
-/// cycles or chains too deep, or with introspection when it is disabled.
+/// cycles or chains too deep, or with introspection when it is disabled. One serves
+/// every request of a schema, so its cache does too.
 pub struct DocumentLimits {
     limits: Limits,
-    parsed: Arc<ParsedDocuments>,
-    /// This request's document text, when the cache may keep its validation verdict.
-    query: Mutex<Option<Box<str>>>,
-    /// The cached verdict for this request's document.
-    validated: Mutex<Option<ValidationResult>>,
+    parsed: ParsedDocuments,
+}
+
+/// Where a request's validation verdict comes from, as parsing its document found out.
+#[derive(Default)]
+pub(super) enum Verdict {
+    /// None yet: the document has not parsed.
+    #[default]
+    Unknown,
+    /// The cache had one for the document.
+    Cached(ValidationResult),
+    /// Validation runs; the cache keeps its verdict for this document text, if it
+    /// still holds the document.
+    ToKeep(Box<str>),
 }
 
 /// The numbers [`DocumentLimits`] enforces.
@@ -152,21 +158,56 @@ impl DocumentLimits {
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
-            parsed: Arc::default(),
-            query: Mutex::default(),
-            validated: Mutex::default(),
+            parsed: ParsedDocuments::default(),
         }
     }
-}
 
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(Self {
-            limits: self.limits,
-            parsed: self.parsed.clone(),
-            query: Mutex::default(),
-            validated: Mutex::default(),
-        })
+    /// Parses `query` in place of async-graphql's parse step, which checks recursion and
+    /// directive limits by walking every fragment spread at every use: the exponential
+    /// walk these limits exist to prevent: the pipeline never runs async-graphql's step.
+    pub(super) fn parse(&self, query: &str, verdict: &mut Verdict) -> ServerResult<ExecutableDocument> {
+        if let Some(parsed) = self.parsed.get(query) {
+            *verdict = match parsed.validated {
+                Some(result) => Verdict::Cached(result),
+                None => Verdict::ToKeep(query.into()),
+            };
+            return Ok(parsed.doc);
+        }
+        if !nesting_within(query, MAX_NESTING) {
+            return Err(refusal(format!(
+                "the document nests brackets more than {MAX_NESTING} deep"
+            )));
+        }
+        let doc = async_graphql::parser::parse_query(query).map_err(|e| match e {
+            // Uncoded: `error::code_parse_failure` codes it and strips the quoted source line.
+            async_graphql::parser::Error::Syntax { .. } => ServerError::new(e.to_string(), None),
+            // The parser also enforces what the spec calls validation rules (Lone
+            // Anonymous Operation, Operation and Fragment Name Uniqueness).
+            other => refusal(other.to_string()),
+        })?;
+        if let Some(why) = self.limits.check(&doc) {
+            return Err(refusal(why));
+        }
+        self.parsed.put(query, &doc);
+        *verdict = Verdict::ToKeep(query.into());
+        Ok(doc)
+    }
+
+    /// The document's validation verdict: the cached one, or what `validate` (which
+    /// only runs without one) decides, kept for the next request of the document.
+    pub(super) async fn validate(
+        &self,
+        verdict: Verdict,
+        validate: impl Future<Output = Result<ValidationResult, Vec<ServerError>>>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        if let Verdict::Cached(result) = verdict {
+            return Ok(result);
+        }
+        let result = validate.await;
+        if let (Ok(result), Verdict::ToKeep(query)) = (&result, verdict) {
+            self.parsed.validated(&query, *result);
+        }
+        result
     }
 }
 
@@ -324,72 +365,6 @@ impl Limits {
         }
         None
     }
-}
-
-#[async_trait::async_trait]
-impl Extension for DocumentLimits {
-    /// Parses the document itself instead of calling `next`: async-graphql's own parse
-    /// step checks recursion and directive limits by walking every fragment spread at
-    /// every use, which is the exponential walk these limits exist to prevent. This
-    /// extension must therefore be the innermost one.
-    async fn parse_query(
-        &self,
-        _ctx: &ExtensionContext<'_>,
-        query: &str,
-        _variables: &Variables,
-        _next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if let Some(parsed) = self.parsed.get(query) {
-            match parsed.validated {
-                Some(result) => set(&self.validated, result),
-                None => set(&self.query, query.into()),
-            }
-            return Ok(parsed.doc);
-        }
-        if !nesting_within(query, MAX_NESTING) {
-            return Err(refusal(format!(
-                "the document nests brackets more than {MAX_NESTING} deep"
-            )));
-        }
-        let doc = async_graphql::parser::parse_query(query).map_err(|e| match e {
-            // Uncoded: `ErrorCodes` codes it and strips the quoted source line.
-            async_graphql::parser::Error::Syntax { .. } => ServerError::new(e.to_string(), None),
-            // The parser also enforces what the spec calls validation rules (Lone
-            // Anonymous Operation, Operation and Fragment Name Uniqueness).
-            other => refusal(other.to_string()),
-        })?;
-        if let Some(why) = self.limits.check(&doc) {
-            return Err(refusal(why));
-        }
-        self.parsed.put(query, &doc);
-        set(&self.query, query.into());
-        Ok(doc)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        if let Some(result) = take(&self.validated) {
-            return Ok(result);
-        }
-        let result = next.run(ctx).await;
-        if let (Ok(verdict), Some(query)) = (&result, take(&self.query)) {
-            self.parsed.validated(&query, *verdict);
-        }
-        result
-    }
-}
-
-fn set<T>(slot: &Mutex<Option<T>>, value: T) {
-    if let Ok(mut slot) = slot.lock() {
-        *slot = Some(value);
-    }
-}
-
-fn take<T>(slot: &Mutex<Option<T>>) -> Option<T> {
-    slot.lock().ok()?.take()
 }
 
 #[cfg(test)]
