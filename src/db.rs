@@ -4,6 +4,7 @@
 //! Query functions return `QueryResult<T>`; deciding what a row means is `auth`'s job.
 
 pub mod audit;
+pub mod cached;
 pub mod email_tokens;
 pub mod factors;
 pub mod identities;

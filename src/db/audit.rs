@@ -6,7 +6,7 @@ use diesel::{pg::Pg, prelude::*, sql_types};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::audit_events;
+use super::{cached::Cached, schema::audit_events};
 
 /// An event about to be recorded.
 #[derive(Debug, Insertable)]
@@ -96,8 +96,7 @@ fn filtered(filter: &Filter) -> Boxed<'_> {
 
 /// Records an event; call it inside the transaction of the change it describes.
 pub async fn insert(mut conn: &AsyncPgConnection, event: &NewAuditEvent<'_>) -> QueryResult<()> {
-    diesel::insert_into(audit_events::table)
-        .values(event)
+    Cached(diesel::insert_into(audit_events::table).values(event))
         .execute(&mut conn)
         .await
         .map(drop)

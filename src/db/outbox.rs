@@ -10,6 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::{
+    cached::Cached,
     queue::{self, Queue},
     schema::outbox,
 };
@@ -93,8 +94,7 @@ pub const QUEUE: Queue = Queue {
 
 /// Queues a mail; call it inside the transaction of the change that causes the mail.
 pub async fn insert(mut conn: &AsyncPgConnection, mail: &NewMail) -> QueryResult<()> {
-    diesel::insert_into(outbox::table)
-        .values(mail)
+    Cached(diesel::insert_into(outbox::table).values(mail))
         .execute(&mut conn)
         .await
         .map(drop)

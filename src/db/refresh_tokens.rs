@@ -5,6 +5,7 @@ use diesel::{pg::Pg, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{refresh_tokens, sessions, users};
 use super::users::Account;
 
@@ -99,26 +100,26 @@ pub async fn record_rotation(mut conn: &AsyncPgConnection, r: &Rotation<'_>) -> 
             refresh_tokens::expires_at.eq(r.child_expires_at),
         ))
         .execute(&mut conn);
-    let mark = diesel::update(refresh_tokens::table.find(r.parent_hash))
-        .set((
-            refresh_tokens::rotated_at.eq(r.at),
-            refresh_tokens::successor_sealed.eq(r.successor_sealed),
-        ))
-        .execute(&mut conn);
-    let forget = diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::session_id.eq(r.session_id))
-            .filter(refresh_tokens::rotated_at.lt(r.grace_cutoff))
-            .filter(refresh_tokens::successor_sealed.is_not_null()),
-    )
-    .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>))
+    let mark = Cached(diesel::update(refresh_tokens::table.find(r.parent_hash)).set((
+        refresh_tokens::rotated_at.eq(r.at),
+        refresh_tokens::successor_sealed.eq(r.successor_sealed),
+    )))
     .execute(&mut conn);
-    let touch = diesel::update(sessions::table.find(r.session_id))
-        .set((
-            sessions::last_used_at.eq(r.at),
-            sessions::expires_at.eq(r.child_expires_at),
-        ))
-        .execute(&mut conn);
+    let forget = Cached(
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::session_id.eq(r.session_id))
+                .filter(refresh_tokens::rotated_at.lt(r.grace_cutoff))
+                .filter(refresh_tokens::successor_sealed.is_not_null()),
+        )
+        .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>)),
+    )
+    .execute(&mut conn);
+    let touch = Cached(diesel::update(sessions::table.find(r.session_id)).set((
+        sessions::last_used_at.eq(r.at),
+        sessions::expires_at.eq(r.child_expires_at),
+    )))
+    .execute(&mut conn);
     tokio::try_join!(insert, mark, forget, touch).map(drop)
 }
 

@@ -10,6 +10,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::cached::Cached;
 use super::schema::{refresh_tokens, sessions};
 use super::users::Account;
 
@@ -78,9 +79,7 @@ pub async fn open(
     token_expires_at: DateTime<Utc>,
 ) -> QueryResult<()> {
     let mut conn = conn;
-    let session = diesel::insert_into(sessions::table)
-        .values(new)
-        .execute(&mut conn);
+    let session = Cached(diesel::insert_into(sessions::table).values(new)).execute(&mut conn);
     let token = diesel::insert_into(refresh_tokens::table)
         .values((
             refresh_tokens::token_hash.eq(token_hash),

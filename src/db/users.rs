@@ -16,7 +16,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::users;
+use super::{cached::Cached, schema::users};
 
 /// What a user may do beyond their own account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -123,11 +123,13 @@ pub struct NewUser<'a> {
 /// Inserts a user; a taken email fails with a unique violation on `users_email_key`.
 /// Takes a shared reference so the rows that refer to the user can be pipelined after it.
 pub async fn insert(mut conn: &AsyncPgConnection, new: &NewUser<'_>) -> QueryResult<Account> {
-    diesel::insert_into(users::table)
-        .values(new)
-        .returning(Account::as_returning())
-        .get_result(&mut conn)
-        .await
+    Cached(
+        diesel::insert_into(users::table)
+            .values(new)
+            .returning(Account::as_returning()),
+    )
+    .get_result(&mut conn)
+    .await
 }
 
 /// Inserts an account made from a provider identity: no password, and an email only

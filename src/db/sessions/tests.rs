@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::{NewSession, find_live_owner, open, revoke};
 use crate::db::{
+    refresh_tokens::{Rotation, record_rotation},
     test_db::TestDb,
     users::{self, NewUser},
 };
@@ -90,6 +91,84 @@ async fn the_live_owner_is_the_account_as_the_query_builder_reads_it() {
             .await
             .unwrap()
             .is_none()
+    );
+    drop(conn);
+    db.drop().await;
+}
+
+/// The writes of sign-up, sign-in and refresh are prepared once per connection, though
+/// diesel on its own prepares an UPDATE, or an INSERT with an `Option`, every time
+/// (`db::cached`).
+#[tokio::test]
+async fn the_hot_writes_are_prepared_once_per_connection() {
+    use diesel_async::RunQueryDsl;
+    let db = TestDb::new("sessions").await;
+    let mut conn = db.conn().await;
+    for n in 0..3 {
+        let user_id = Uuid::new_v4();
+        let email = format!("u{n}@example.com");
+        let new = NewUser {
+            id: user_id,
+            email: &email,
+            password_hash: "$argon2id$stub",
+            display_name: None,
+        };
+        users::insert(&conn, &new).await.unwrap();
+        let session_id = session_of(&conn, user_id, TimeDelta::hours(1)).await;
+        let now = Utc::now();
+        let child = Uuid::new_v4();
+        record_rotation(
+            &conn,
+            &Rotation {
+                session_id,
+                parent_hash: session_id.as_bytes(),
+                successor_sealed: b"sealed",
+                child_hash: child.as_bytes(),
+                child_expires_at: now + TimeDelta::hours(1),
+                at: now,
+                grace_cutoff: now - TimeDelta::seconds(10),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Prepared {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+    }
+    let prepared: Vec<Prepared> = diesel::sql_query(
+        "select statement from pg_prepared_statements \
+         where statement like 'INSERT%' or statement like 'UPDATE%'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let mut prepared: Vec<String> = prepared
+        .into_iter()
+        .map(|p| {
+            p.statement
+                .split(" SET ")
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(40)
+                .collect()
+        })
+        .collect();
+    prepared.sort();
+    assert_eq!(
+        prepared,
+        [
+            r#"INSERT INTO "refresh_tokens" ("token_has"#,
+            r#"INSERT INTO "refresh_tokens" ("token_has"#,
+            r#"INSERT INTO "sessions" ("id", "user_id","#,
+            r#"INSERT INTO "users" ("id", "email", "pas"#,
+            r#"UPDATE "refresh_tokens""#,
+            r#"UPDATE "refresh_tokens""#,
+            r#"UPDATE "sessions""#,
+        ],
+        "each statement once (the two token inserts and two token updates differ)"
     );
     drop(conn);
     db.drop().await;
