@@ -315,9 +315,9 @@ impl Auth {
                 // verification mail is queued in this transaction: it exists if and only
                 // if the account does. The COMMIT waits for the outcome, which
                 // `CommitPoint` needs to know whether a retry is safe.
-                let (user, (), opened, ()) = tx
+                let (user, opened) = tx
                     .opening(async |shared: &AsyncPgConnection| {
-                        tokio::try_join!(
+                        let (user, verification, opened, audited) = tokio::join!(
                             async {
                                 db::users::insert(shared, &new)
                                     .await
@@ -325,8 +325,16 @@ impl Auth {
                             },
                             self.queue_verification(shared, user_id, Some(email.as_str())),
                             self.write_session(shared, session_id, user_id, client, &assurance),
-                            async { Ok(db::audit::insert(shared, &row).await?) },
-                        )
+                            db::audit::insert(shared, &row),
+                        );
+                        // Every result, then the first failure in statement order: once
+                        // one fails the rest fail too ("transaction aborted"), and the
+                        // first one says why (`EMAIL_TAKEN`) whichever answer arrived first.
+                        let user = user?;
+                        verification?;
+                        let opened = opened?;
+                        audited?;
+                        Ok::<_, AuthError>((user, opened))
                     })
                     .await?;
                 self.queue_webhooks(tx.conn()?, kind, &row).await?;
