@@ -1,11 +1,15 @@
 //! Queries on `refresh_tokens`.
 
 use chrono::{DateTime, Utc};
-use diesel::{pg::Pg, prelude::*};
+use diesel::{
+    pg::Pg,
+    prelude::*,
+    query_builder::{AstPass, QueryFragment, QueryId},
+    sql_types::{Bytea, Timestamptz, Uuid as SqlUuid},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::cached::Cached;
 use super::schema::{refresh_tokens, sessions, users};
 use super::users::Account;
 
@@ -89,38 +93,53 @@ pub struct Rotation<'a> {
 
 /// Records a rotation: stores the child, marks the parent exchanged (keeping the sealed
 /// successor for the grace window), wipes expired sealed successors and touches the
-/// session. The four statements are pipelined: they go out together (with the COMMIT
-/// of a refresh, see `db::pipelined`).
+/// session. One statement (the writes as data-modifying `with` clauses, which see one
+/// snapshot and touch no row twice: the parent is not yet rotated in it, so the wipe
+/// cannot reach it), prepared once per connection; a refresh sends it with its COMMIT
+/// (`db::pipelined`).
 pub async fn record_rotation(mut conn: &AsyncPgConnection, r: &Rotation<'_>) -> QueryResult<()> {
-    let insert = diesel::insert_into(refresh_tokens::table)
-        .values((
-            refresh_tokens::token_hash.eq(r.child_hash),
-            refresh_tokens::session_id.eq(r.session_id),
-            refresh_tokens::issued_at.eq(r.at),
-            refresh_tokens::expires_at.eq(r.child_expires_at),
-        ))
-        .execute(&mut conn);
-    let mark = Cached(diesel::update(refresh_tokens::table.find(r.parent_hash)).set((
-        refresh_tokens::rotated_at.eq(r.at),
-        refresh_tokens::successor_sealed.eq(r.successor_sealed),
-    )))
-    .execute(&mut conn);
-    let forget = Cached(
-        diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::session_id.eq(r.session_id))
-                .filter(refresh_tokens::rotated_at.lt(r.grace_cutoff))
-                .filter(refresh_tokens::successor_sealed.is_not_null()),
-        )
-        .set(refresh_tokens::successor_sealed.eq(None::<Vec<u8>>)),
-    )
-    .execute(&mut conn);
-    let touch = Cached(diesel::update(sessions::table.find(r.session_id)).set((
-        sessions::last_used_at.eq(r.at),
-        sessions::expires_at.eq(r.child_expires_at),
-    )))
-    .execute(&mut conn);
-    tokio::try_join!(insert, mark, forget, touch).map(drop)
+    RecordRotation(r).execute(&mut conn).await.map(drop)
+}
+
+struct RecordRotation<'a>(&'a Rotation<'a>);
+
+impl QueryFragment<Pg> for RecordRotation<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let r = self.0;
+        out.push_sql(
+            "with child as (insert into refresh_tokens \
+             (token_hash, session_id, issued_at, expires_at) values (",
+        );
+        out.push_bind_param::<Bytea, _>(&r.child_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&r.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&r.child_expires_at)?;
+        out.push_sql(")), mark as (update refresh_tokens set rotated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&r.at)?;
+        out.push_sql(", successor_sealed = ");
+        out.push_bind_param::<Bytea, _>(&r.successor_sealed)?;
+        out.push_sql(" where token_hash = ");
+        out.push_bind_param::<Bytea, _>(&r.parent_hash)?;
+        out.push_sql("), forget as (update refresh_tokens set successor_sealed = null where session_id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(" and rotated_at < ");
+        out.push_bind_param::<Timestamptz, _>(&r.grace_cutoff)?;
+        out.push_sql(" and successor_sealed is not null) update sessions set last_used_at = ");
+        out.push_bind_param::<Timestamptz, _>(&r.at)?;
+        out.push_sql(", expires_at = ");
+        out.push_bind_param::<Timestamptz, _>(&r.child_expires_at)?;
+        out.push_sql(" where id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        Ok(())
+    }
+}
+
+impl QueryId for RecordRotation<'_> {
+    type QueryId = RecordRotation<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 /// Forgets every token of a session (a password change re-keys the session).

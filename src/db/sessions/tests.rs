@@ -139,7 +139,7 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
     }
     let prepared: Vec<Prepared> = diesel::sql_query(
         "select statement from pg_prepared_statements \
-         where statement like 'INSERT%' or statement like 'UPDATE%'",
+         where statement like 'INSERT%' or statement like 'UPDATE%' or statement like 'with child%'",
     )
     .load(&mut conn)
     .await
@@ -161,15 +161,32 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
         prepared,
         [
             r#"INSERT INTO "refresh_tokens" ("token_has"#,
-            r#"INSERT INTO "refresh_tokens" ("token_has"#,
             r#"INSERT INTO "sessions" ("id", "user_id","#,
             r#"INSERT INTO "users" ("id", "email", "pas"#,
-            r#"UPDATE "refresh_tokens""#,
-            r#"UPDATE "refresh_tokens""#,
-            r#"UPDATE "sessions""#,
+            "with child as (insert into refresh_token",
         ],
-        "each statement once (the two token inserts and two token updates differ)"
+        "each statement once"
     );
+    // And the rotation did its four writes: children stored, parents marked with their
+    // sealed successor, sessions touched.
+    use diesel::prelude::*;
+    use crate::db::schema::{refresh_tokens, sessions};
+    let marked: i64 = refresh_tokens::table
+        .filter(refresh_tokens::successor_sealed.eq(b"sealed".to_vec()))
+        .filter(refresh_tokens::rotated_at.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let tokens: i64 = refresh_tokens::table.count().get_result(&mut conn).await.unwrap();
+    let touched: i64 = sessions::table
+        .filter(sessions::expires_at.ne(sessions::absolute_expires_at))
+        .filter(sessions::last_used_at.ne(sessions::created_at))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!((marked, tokens, touched), (3, 6, 3));
     drop(conn);
     db.drop().await;
 }
