@@ -169,8 +169,8 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
     );
     // And the rotation did its four writes: children stored, parents marked with their
     // sealed successor, sessions touched.
-    use diesel::prelude::*;
     use crate::db::schema::{refresh_tokens, sessions};
+    use diesel::prelude::*;
     let marked: i64 = refresh_tokens::table
         .filter(refresh_tokens::successor_sealed.eq(b"sealed".to_vec()))
         .filter(refresh_tokens::rotated_at.is_not_null())
