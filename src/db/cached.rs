@@ -7,9 +7,10 @@
 //! (`None` is written `DEFAULT`, `Some` a parameter). Caching them by their type would
 //! be wrong; caching them by their SQL text and parameter types is not, since that text
 //! then names exactly one statement. [`Cached`] does that for the statements of the hot
-//! paths (sign-in, registration, refresh), whose shapes are few: a refresh made three
-//! statements PostgreSQL parsed and planned each time, a sign-in two, a registration
-//! four, where the independent ceiling prepares each once.
+//! paths (sign-in, registration), whose shapes are few: a sign-in made two statements
+//! PostgreSQL parsed and planned each time, a registration four, where the independent
+//! ceiling prepares each once. (A refresh's writes are one constant statement,
+//! `refresh_tokens::record_rotation`.)
 
 use diesel::{
     pg::Pg,

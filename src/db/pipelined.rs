@@ -91,8 +91,8 @@ where
     };
     let out = body(&mut tx).await;
     let ended = match (tx.stage, &out) {
-        (Stage::Open, Ok(_)) => tx.send(Commit).await,
-        (Stage::Open, Err(_)) => tx.send(Rollback).await,
+        (Stage::Open, Ok(_)) => send_on(tx.conn, Commit).await,
+        (Stage::Open, Err(_)) => send_on(tx.conn, Rollback).await,
         (Stage::NotBegun | Stage::Ended, _) => Ok(()),
     };
     if ended.is_ok() {
@@ -139,7 +139,9 @@ impl Pipelined<'_> {
         E: From<Error>,
     {
         self.expect(Stage::Open)?;
-        self.end_with(statements).await
+        let shared: &AsyncPgConnection = self.conn;
+        let (out, committed) = with_commit(shared, statements).await;
+        self.settle(committed, out).await
     }
 
     /// `BEGIN`, `statements` and `COMMIT` on one round trip: a whole transaction.
@@ -154,20 +156,8 @@ impl Pipelined<'_> {
     {
         self.expect(Stage::NotBegun)?;
         let shared: &AsyncPgConnection = self.conn;
-        let (begun, out) = futures_util::join!(begin(shared), self_end(shared, statements));
+        let (begun, out) = futures_util::join!(begin(shared), with_commit(shared, statements));
         self.settle(begun.and(out.1), out.0).await
-    }
-
-    async fn end_with<T, E>(
-        &mut self,
-        statements: impl AsyncFnOnce(&AsyncPgConnection) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<Error>,
-    {
-        let shared: &AsyncPgConnection = self.conn;
-        let (out, committed) = self_end(shared, statements).await;
-        self.settle(committed, out).await
     }
 
     /// The transaction's end, from what `COMMIT` and the statements before it answered.
@@ -183,19 +173,12 @@ impl Pipelined<'_> {
             self.stage = Stage::Ended;
             return out;
         }
-        if self.send(Rollback).await.is_ok() {
+        if send_on(self.conn, Rollback).await.is_ok() {
             self.stage = Stage::Ended;
         }
         let value = out?;
         committed?;
         Ok(value)
-    }
-
-    async fn send<Q>(&mut self, statement: Q) -> Result<(), Error>
-    where
-        Q: QueryFragment<Pg> + QueryId + Send + 'static,
-    {
-        send_on(self.conn, statement).await
     }
 
     fn expect(&self, stage: Stage) -> Result<(), Error> {
@@ -215,7 +198,7 @@ async fn begin(mut conn: &AsyncPgConnection) -> Result<(), Error> {
 }
 
 /// `statements` joined with the `COMMIT` behind them.
-async fn self_end<T, E>(
+async fn with_commit<T, E>(
     shared: &AsyncPgConnection,
     statements: impl AsyncFnOnce(&AsyncPgConnection) -> Result<T, E>,
 ) -> (Result<T, E>, Result<(), Error>) {
