@@ -53,15 +53,12 @@ enum Decision {
 /// The refresh rules, decided from the locked session, the token row, whether the
 /// token's sealed successor opened, the time and the grace window.
 fn decide(
-    session: Option<&Session>,
-    token: Option<&RefreshToken>,
+    session: &Session,
+    token: &RefreshToken,
     successor_opened: bool,
     now: DateTime<Utc>,
     grace: chrono::TimeDelta,
 ) -> Decision {
-    let (Some(session), Some(token)) = (session, token) else {
-        return Decision::Refuse;
-    };
     if !live(session, now) {
         return Decision::Refuse;
     }
@@ -113,40 +110,38 @@ impl Auth {
         let hash = presented.hash();
         let mut conn = self.conn().await?;
         let outcome = db::pipelined::transaction(&mut conn, async |tx| {
-            // With the BEGIN, one round trip: the address's wait, then the lock, then the
-            // token. PostgreSQL runs the token read after the lock is granted, with a
-            // fresh snapshot, so it sees a rotation that committed while this request
-            // waited for the lock.
-            let (locked_until, session, found) = tx
+            // With the BEGIN, one round trip: the token, its session and owner, locked,
+            // and the address's wait. Once the lock is granted PostgreSQL reads the
+            // locked rows again, so a rotation that committed while this request waited
+            // is seen.
+            let found = tx
                 .opening(async |shared: &AsyncPgConnection| {
-                    let waiting = async {
-                        match check.key() {
-                            Some(key) => db::throttle::locked_until(shared, key).await,
-                            None => Ok(None),
-                        }
-                    };
-                    Ok::<_, AuthError>(tokio::try_join!(
-                        waiting,
-                        db::sessions::lock_by_token(shared, hash.as_bytes()),
-                        db::refresh_tokens::find_with_owner(shared, hash.as_bytes()),
-                    )?)
+                    db::refresh_tokens::lock_for_rotation(shared, hash.as_bytes(), check.key()).await
                 })
                 .await?;
+            let Some(db::refresh_tokens::ForRotation {
+                session,
+                token,
+                owner: user,
+                locked_until,
+            }) = found
+            else {
+                // An unknown token: the address's wait decides whether it is refused.
+                if let Some(key) = check.key() {
+                    check.note_wait(db::throttle::locked_until(tx.conn()?, key).await?);
+                }
+                return Err(AuthError::InvalidToken);
+            };
             check.note_wait(locked_until);
-            let (token, user) = found.unzip();
             let now = Utc::now();
             let grace =
                 chrono::TimeDelta::from_std(self.policy.refresh_grace).unwrap_or(chrono::TimeDelta::MAX);
             // Opened only for a token rotated before: the rare path pays the decryption.
             let successor = token
-                .as_ref()
-                .filter(|t| t.rotated_at.is_some())
-                .and_then(|t| t.successor_sealed.as_deref())
+                .rotated_at
+                .and(token.successor_sealed.as_deref())
                 .and_then(|sealed| open_successor(presented, sealed));
-            let decision = decide(session.as_ref(), token.as_ref(), successor.is_some(), now, grace);
-            let (Some(session), Some(user)) = (session, user) else {
-                return Err(AuthError::InvalidToken);
-            };
+            let decision = decide(&session, &token, successor.is_some(), now, grace);
             match (decision, successor) {
                 (Decision::Rotate, _) => self
                     .rotate(tx, presented, &session, user, now)

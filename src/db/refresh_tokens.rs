@@ -4,14 +4,15 @@ use chrono::{DateTime, Utc};
 use diesel::{
     pg::Pg,
     prelude::*,
-    query_builder::{AstPass, QueryFragment, QueryId},
-    sql_types::{Bytea, Timestamptz, Uuid as SqlUuid},
+    query_builder::{AstPass, Query, QueryFragment, QueryId},
+    sql_types::{Array, Bytea, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::{refresh_tokens, sessions, users};
-use super::users::Account;
+use super::schema::refresh_tokens;
+use super::sessions::Session;
+use super::users::{Account, AccountColumns, account_columns};
 
 /// A row of `refresh_tokens`.
 #[derive(Clone, Queryable, Selectable)]
@@ -59,18 +60,114 @@ pub async fn find(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResul
         .optional()
 }
 
-/// A token with the owner of its session (shared reference: pipelined after a lock).
-pub async fn find_with_owner(
+/// What a refresh reads before it decides: see [`lock_for_rotation`].
+pub struct ForRotation {
+    /// The token's session, locked.
+    pub session: Session,
+    /// The token, locked.
+    pub token: RefreshToken,
+    /// The session's owner.
+    pub owner: Account,
+    /// Until when the throttle key passed in waits, if it does.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+/// Locks a refresh token and its session for the rest of the transaction, and reads
+/// both with the session's owner and how long `throttle_key` waits: one statement, so a
+/// refresh's reads are one executor run and one row. Every refresh of one session queues
+/// on the session's row, on every replica.
+///
+/// Both rows are locked (`FOR UPDATE OF s, t`), not only the session: a refresh that
+/// waited for a concurrent one then reads the latest version of both locked rows, so it
+/// sees the token that one just rotated. With the session alone locked it would read
+/// the token as its snapshot from before the wait had it, and rotate it a second time.
+/// An unknown token has no row, and so no wait: the caller reads that on its own.
+pub async fn lock_for_rotation(
     mut conn: &AsyncPgConnection,
     token_hash: &[u8],
-) -> QueryResult<Option<(RefreshToken, Account)>> {
-    refresh_tokens::table
-        .inner_join(sessions::table.inner_join(users::table))
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select((RefreshToken::as_select(), Account::as_select()))
-        .first(&mut conn)
-        .await
-        .optional()
+    throttle_key: Option<&str>,
+) -> QueryResult<Option<ForRotation>> {
+    LockForRotation {
+        token_hash,
+        throttle_key,
+    }
+    .get_result::<(Session, RefreshToken, Account, Option<DateTime<Utc>>)>(&mut conn)
+    .await
+    .optional()
+    .map(|row| {
+        row.map(|(session, token, owner, locked_until)| ForRotation {
+            session,
+            token,
+            owner,
+            locked_until,
+        })
+    })
+}
+
+/// [`lock_for_rotation`]'s statement, with constant SQL (prepared once per connection,
+/// never rendered again). The columns follow the field order of [`Session`],
+/// [`RefreshToken`] and [`Account`].
+struct LockForRotation<'a> {
+    token_hash: &'a [u8],
+    throttle_key: Option<&'a str>,
+}
+
+const LOCK_FOR_ROTATION: [&str; 3] = [
+    concat!(
+        "select s.id, s.user_id, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
+         s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.amr, s.acr, s.auth_time, \
+         t.token_hash, t.session_id, t.issued_at, t.expires_at, t.rotated_at, t.successor_sealed, ",
+        account_columns!(),
+        ", (select c.locked_until from throttle_counters c where c.key = "
+    ),
+    ") from refresh_tokens t join sessions s on s.id = t.session_id \
+     join users u on u.id = s.user_id where t.token_hash = ",
+    " for update of s, t",
+];
+
+impl QueryFragment<Pg> for LockForRotation<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(LOCK_FOR_ROTATION[0]);
+        out.push_bind_param::<Nullable<Text>, _>(&self.throttle_key)?;
+        out.push_sql(LOCK_FOR_ROTATION[1]);
+        out.push_bind_param::<Bytea, _>(&self.token_hash)?;
+        out.push_sql(LOCK_FOR_ROTATION[2]);
+        Ok(())
+    }
+}
+
+impl QueryId for LockForRotation<'_> {
+    type QueryId = LockForRotation<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for LockForRotation<'_> {
+    type SqlType = (
+        (
+            SqlUuid,
+            SqlUuid,
+            Nullable<Text>,
+            Timestamptz,
+            Timestamptz,
+            Timestamptz,
+            Timestamptz,
+            Nullable<Timestamptz>,
+            Nullable<Text>,
+            Array<Nullable<Text>>,
+            Text,
+            Timestamptz,
+        ),
+        (
+            Bytea,
+            SqlUuid,
+            Timestamptz,
+            Timestamptz,
+            Nullable<Timestamptz>,
+            Nullable<Bytea>,
+        ),
+        AccountColumns,
+        Nullable<Timestamptz>,
+    );
 }
 
 /// The writes of one rotation.

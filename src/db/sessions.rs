@@ -5,14 +5,14 @@ use diesel::{
     pg::Pg,
     prelude::*,
     query_builder::{AstPass, Query, QueryFragment, QueryId},
-    sql_types::{Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid},
+    sql_types::Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::cached::Cached;
 use super::schema::{refresh_tokens, sessions};
-use super::users::Account;
+use super::users::{Account, account_columns};
 
 /// A row of `sessions`.
 #[derive(Clone, Debug, Queryable, Selectable, Identifiable)]
@@ -116,10 +116,11 @@ struct LiveOwner {
 /// session id and the user id. `disableUser` ends the sessions too; the last condition
 /// covers a sign-in racing it.
 const LIVE_OWNER: [&str; 3] = [
-    "select u.id, u.email, (u.password_hash is not null and u.password_hash <> ''), \
-     u.display_name, u.role, u.email_verified_at, u.created_at, u.updated_at, u.disabled_at \
-     from sessions s join users u on u.id = s.user_id \
-     where s.id = ",
+    concat!(
+        "select ",
+        account_columns!(),
+        " from sessions s join users u on u.id = s.user_id where s.id = "
+    ),
     " and s.user_id = ",
     " and s.revoked_at is null and s.expires_at > now() and s.absolute_expires_at > now() \
      and u.disabled_at is null",
@@ -142,17 +143,7 @@ impl QueryId for LiveOwner {
 }
 
 impl Query for LiveOwner {
-    type SqlType = (
-        SqlUuid,
-        Nullable<Text>,
-        Bool,
-        Nullable<Text>,
-        Text,
-        Nullable<Timestamptz>,
-        Timestamptz,
-        Timestamptz,
-        Nullable<Timestamptz>,
-    );
+    type SqlType = super::users::AccountColumns;
 }
 
 /// The live sessions of a user, newest first.
@@ -193,22 +184,6 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .for_update()
         .select(Session::as_select())
         .first(conn)
-        .await
-        .optional()
-}
-
-/// Locks the session a refresh token belongs to (see [`lock`]). Takes a shared
-/// reference so it can be pipelined with the reads that follow it.
-pub async fn lock_by_token(mut conn: &AsyncPgConnection, token_hash: &[u8]) -> QueryResult<Option<Session>> {
-    let session_of_token = refresh_tokens::table
-        .filter(refresh_tokens::token_hash.eq(token_hash))
-        .select(refresh_tokens::session_id)
-        .single_value();
-    sessions::table
-        .filter(sessions::id.nullable().eq(session_of_token))
-        .for_update()
-        .select(Session::as_select())
-        .first(&mut conn)
         .await
         .optional()
 }

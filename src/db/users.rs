@@ -60,6 +60,30 @@ impl FromSql<Text, Pg> for Role {
     }
 }
 
+/// The columns of [`Account`] in its field order, for hand-written SQL on hot paths that
+/// names `users` as `u` (constant SQL: see `sessions::LiveOwner`); a macro so `concat!`
+/// can build whole statements from it.
+macro_rules! account_columns {
+    () => {
+        "u.id, u.email, (u.password_hash is not null and u.password_hash <> ''), \
+         u.display_name, u.role, u.email_verified_at, u.created_at, u.updated_at, u.disabled_at"
+    };
+}
+pub(crate) use account_columns;
+
+/// The SQL types of [`account_columns`].
+pub type AccountColumns = (
+    diesel::sql_types::Uuid,
+    diesel::sql_types::Nullable<Text>,
+    diesel::sql_types::Bool,
+    diesel::sql_types::Nullable<Text>,
+    Text,
+    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+    diesel::sql_types::Timestamptz,
+    diesel::sql_types::Timestamptz,
+    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+);
+
 /// An account, as every layer sees it.
 #[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users, check_for_backend(Pg))]

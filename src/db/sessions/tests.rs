@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{NewSession, find_live_owner, open, revoke};
 use crate::db::{
-    refresh_tokens::{Rotation, record_rotation},
+    refresh_tokens::{Rotation, lock_for_rotation, record_rotation},
     test_db::TestDb,
     users::{self, NewUser},
 };
@@ -187,6 +187,123 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
         .await
         .unwrap();
     assert_eq!((marked, tokens, touched), (3, 6, 3));
+    drop(conn);
+    db.drop().await;
+}
+
+/// The refresh's one read answers what the query builder reads (columns in field order),
+/// with the address's wait; and a refresh that waited for the lock sees the rotation it
+/// waited for, which it would not if only the session were locked.
+#[tokio::test]
+async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    let db = TestDb::new("sessions").await;
+    let mut conn = db.conn().await;
+    let user_id = Uuid::new_v4();
+    let new = NewUser {
+        id: user_id,
+        email: "a@example.com",
+        password_hash: "$argon2id$stub",
+        display_name: Some("Ada"),
+    };
+    users::insert(&conn, &new).await.unwrap();
+    let session_id = session_of(&conn, user_id, TimeDelta::hours(1)).await;
+    let parent = session_id.as_bytes();
+    diesel::sql_query(
+        "insert into throttle_counters (key, attempts, window_ends_at, locked_until) \
+         values ('token:1.2.3.4', 9, now() + interval '1 hour', '2100-01-01Z')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let read = lock_for_rotation(&conn, parent, Some("token:1.2.3.4"))
+        .await
+        .unwrap()
+        .unwrap();
+    let session = super::lock(&mut conn, session_id).await.unwrap().unwrap();
+    let token = crate::db::refresh_tokens::find(&mut conn, parent)
+        .await
+        .unwrap()
+        .unwrap();
+    let owner = users::find(&mut conn, user_id).await.unwrap().unwrap();
+    assert_eq!(format!("{:?}", read.session), format!("{session:?}"));
+    assert_eq!(
+        (
+            &read.token.token_hash,
+            read.token.session_id,
+            read.token.issued_at
+        ),
+        (&token.token_hash, token.session_id, token.issued_at)
+    );
+    assert_eq!(
+        (
+            read.token.expires_at,
+            read.token.rotated_at,
+            &read.token.successor_sealed
+        ),
+        (token.expires_at, token.rotated_at, &token.successor_sealed)
+    );
+    assert_eq!(
+        (
+            read.owner.id,
+            &read.owner.email,
+            read.owner.has_password,
+            read.owner.role
+        ),
+        (owner.id, &owner.email, owner.has_password, owner.role)
+    );
+    assert_eq!(
+        read.locked_until.unwrap().to_rfc3339(),
+        "2100-01-01T00:00:00+00:00"
+    );
+    let unthrottled = lock_for_rotation(&conn, parent, None).await.unwrap().unwrap();
+    assert!(unthrottled.locked_until.is_none());
+    assert!(
+        lock_for_rotation(&conn, b"unknown", Some("token:1.2.3.4"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // One refresh holds the lock and rotates; the other waits for it, then must see the
+    // token rotated.
+    let mut other = db.conn().await;
+    conn.batch_execute("begin").await.unwrap();
+    assert!(lock_for_rotation(&conn, parent, None).await.unwrap().is_some());
+    let waiting = tokio::spawn(async move {
+        other.batch_execute("begin").await.unwrap();
+        let read = lock_for_rotation(&other, session_id.as_bytes(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        other.batch_execute("rollback").await.unwrap();
+        read.token.rotated_at
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second refresh waits for the lock");
+    let now = Utc::now();
+    record_rotation(
+        &conn,
+        &Rotation {
+            session_id,
+            parent_hash: parent,
+            successor_sealed: b"sealed",
+            child_hash: b"child",
+            child_expires_at: now + TimeDelta::hours(1),
+            at: now,
+            grace_cutoff: now - TimeDelta::seconds(10),
+        },
+    )
+    .await
+    .unwrap();
+    conn.batch_execute("commit").await.unwrap();
+    let seen = waiting.await.unwrap();
+    assert_eq!(
+        seen.map(|t| t.timestamp_micros()),
+        Some(now.timestamp_micros()),
+        "the waiting refresh reads the rotation it waited for"
+    );
     drop(conn);
     db.drop().await;
 }
