@@ -23,9 +23,14 @@ use uuid::Uuid;
 pub const LOCK_KEY: i64 = 0x6175_7468_7265_746e;
 
 /// When a session ended: revoked, idle past its refresh token, or past its absolute
-/// lifetime, whichever came first (`least` skips a null `revoked_at`). The same
-/// expression as the index `sessions_ended_at_idx`, so the planner uses it.
+/// lifetime, whichever came first (`least` skips a null `revoked_at`).
 const SESSION_ENDED_AT: &str = "least(revoked_at, expires_at, absolute_expires_at)";
+
+/// The same with the idle expiry rounded down to the hour: the expression of the index
+/// `sessions_ended_at_idx` (which leaves out the exact `expires_at` so a refresh can
+/// update its session in place). Never later than [`SESSION_ENDED_AT`], so every session
+/// that ended before a cut-off is in the index's range below it.
+const SESSION_ENDED_BY_HOUR: &str = "least(revoked_at, expires_hour, absolute_expires_at)";
 
 fn interval(keep: Duration) -> PgInterval {
     PgInterval::from_microseconds(i64::try_from(keep.as_micros()).unwrap_or(i64::MAX))
@@ -74,7 +79,8 @@ pub async fn ended_sessions(
     batch: usize,
 ) -> diesel::QueryResult<Vec<Uuid>> {
     diesel::sql_query(format!(
-        "select id from sessions where {SESSION_ENDED_AT} < now() - $1 limit $2"
+        "select id from sessions \
+         where {SESSION_ENDED_BY_HOUR} < now() - $1 and {SESSION_ENDED_AT} < now() - $1 limit $2"
     ))
     .bind::<Interval, _>(interval(keep))
     .bind::<BigInt, _>(limit(batch))

@@ -157,6 +157,7 @@ diesel::table! {
         amr -> Array<Nullable<Text>>,
         acr -> Text,
         auth_time -> Timestamptz,
+        expires_hour -> Timestamptz,
     }
 }
 

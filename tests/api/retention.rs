@@ -11,7 +11,8 @@ use crate::support::{Service, TestApp, TestDb, count, eventually, text};
 const USER: &str = "00000000-0000-0000-0000-0000000000aa";
 
 /// Sessions `a…` ended more than 30 days ago (revoked, idle, past their absolute
-/// lifetime); `b…` ended less than 30 days ago or are live. Each has three refresh
+/// lifetime); `b…` ended less than 30 days ago or are live (`b…4` went idle a minute
+/// short of 30 days: inside the index's hour-rounded range, kept by the exact check). Each has three refresh
 /// tokens. Outbox `c…1-2` finished 8 days ago, `c…3-5` recently or never (pending);
 /// email tokens `01…` expired 8 days ago, `02…`, `03…` recently or not at all.
 const SEED: &str = "
@@ -24,7 +25,8 @@ insert into sessions (id, user_id, expires_at, absolute_expires_at, amr, acr, au
   ('a0000000-0000-0000-0000-000000000006', '00000000-0000-0000-0000-0000000000aa', now() - interval '31 days', now() + interval '59 days', '{pwd}', 'aal1', now()),
   ('a0000000-0000-0000-0000-000000000007', '00000000-0000-0000-0000-0000000000aa', now() - interval '40 days', now() - interval '31 days', '{pwd}', 'aal1', now()),
   ('b0000000-0000-0000-0000-000000000002', '00000000-0000-0000-0000-0000000000aa', now() - interval '29 days', now() + interval '61 days', '{pwd}', 'aal1', now()),
-  ('b0000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-0000000000aa', now() + interval '30 days', now() + interval '90 days', '{pwd}', 'aal1', now());
+  ('b0000000-0000-0000-0000-000000000003', '00000000-0000-0000-0000-0000000000aa', now() + interval '30 days', now() + interval '90 days', '{pwd}', 'aal1', now()),
+  ('b0000000-0000-0000-0000-000000000004', '00000000-0000-0000-0000-0000000000aa', now() - interval '30 days' + interval '1 minute', now() + interval '60 days', '{pwd}', 'aal1', now());
 insert into sessions (id, user_id, expires_at, absolute_expires_at, revoked_at, revoked_reason, amr, acr, auth_time) values
   ('b0000000-0000-0000-0000-000000000001', '00000000-0000-0000-0000-0000000000aa', now() + interval '1 day', now() + interval '60 days', now() - interval '29 days', 'reuse', '{pwd}', 'aal1', now());
 insert into refresh_tokens (token_hash, session_id, expires_at, rotated_at)
@@ -91,9 +93,10 @@ async fn one_pass_deletes_exactly_the_rows_past_their_retention() {
     );
     assert_eq!(
         ids(&app, "select id::text from sessions").await,
-        "b0000000-0000-0000-0000-000000000001,b0000000-0000-0000-0000-000000000002,b0000000-0000-0000-0000-000000000003"
+        "b0000000-0000-0000-0000-000000000001,b0000000-0000-0000-0000-000000000002,b0000000-0000-0000-0000-000000000003,\
+         b0000000-0000-0000-0000-000000000004"
     );
-    assert_eq!(count(&app, "select count(*) as n from refresh_tokens").await, 9);
+    assert_eq!(count(&app, "select count(*) as n from refresh_tokens").await, 12);
     assert_eq!(
         count(
             &app,
@@ -151,7 +154,7 @@ async fn a_replica_finding_the_lock_taken_skips_its_pass() {
         .await
         .unwrap();
     assert_eq!(skipped, None);
-    assert_eq!(count(&app, "select count(*) as n from sessions").await, 10);
+    assert_eq!(count(&app, "select count(*) as n from sessions").await, 11);
 
     // The holder going away (a replica that died mid-pass) frees the lock.
     drop(other);
@@ -172,7 +175,8 @@ async fn the_prune_queries_use_their_indexes() {
         .unwrap();
     for (query, index) in [
         (
-            "select id from sessions where least(revoked_at, expires_at, absolute_expires_at) < now() - interval '30 days' limit 1000",
+            "select id from sessions where least(revoked_at, expires_hour, absolute_expires_at) < now() - interval '30 days' \
+             and least(revoked_at, expires_at, absolute_expires_at) < now() - interval '30 days' limit 1000",
             "sessions_ended_at_idx",
         ),
         (
@@ -225,7 +229,7 @@ async fn serve_runs_the_job_and_stops_it_at_shutdown() {
                 .await
                 .unwrap()
                 .n
-                == 3
+                == 4
         }
     })
     .await;
