@@ -234,6 +234,12 @@ async fn run(options: Options) -> anyhow::Result<()> {
         .await?;
         return Ok(());
     }
+    if options.only.as_deref() == Some("storm") {
+        println!("service pid {}", service.0.id());
+        let (alone, during) = storm(&svc, &tokens, &emails, options.paced_rate, d).await?;
+        println!("  me p99 in storm / alone: {:.2}", during.p99_ms / alone.p99_ms);
+        return Ok(());
+    }
     if let Some(only) = options.only.as_deref() {
         println!("service pid {}", service.0.id());
         let op = match only {
@@ -249,7 +255,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
             "ceiling-register" => Op::CeilingRegister,
             other => bail!(
                 "--only takes me, login, register, refresh, ceiling-me, ceiling-login, \
-                 ceiling-register or retention, not {other}"
+                 ceiling-register, storm or retention, not {other}"
             ),
         };
         let target = if only.starts_with("ceiling-") { &ceil } else { &svc };
@@ -310,27 +316,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     )
     .await?;
 
-    let paced_alone = load::paced(&svc, Op::Me(tokens.clone()), options.paced_rate, d).await?;
-    println!(
-        "  {:<28} {}",
-        format!("me @{}/s alone", options.paced_rate),
-        paced_alone.line()
-    );
-    let storm = {
-        let svc = svc.clone();
-        let emails = emails.clone();
-        tokio::spawn(async move { load::closed_loop(&svc, Op::Login(emails, PASSWORD.into()), 32, d).await })
-    };
-    // Let the storm fill the hash queue before measuring.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let paced_storm = load::paced(&svc, Op::Me(tokens.clone()), options.paced_rate, d).await?;
-    let storm = storm.await??;
-    println!(
-        "  {:<28} {}",
-        format!("me @{}/s in login storm", options.paced_rate),
-        paced_storm.line()
-    );
-    println!("  {:<28} {}", "  (the storm: login, 32 conns)", storm.line());
+    let (paced_alone, paced_storm) = storm(&svc, &tokens, &emails, options.paced_rate, d).await?;
     rows.push((format!("me @{}/s alone", options.paced_rate), paced_alone.clone()));
     rows.push((
         format!("me @{}/s during login storm", options.paced_rate),
@@ -506,6 +492,37 @@ async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 /// Two operations measured in alternating slices (see [`load::paired`]).
+/// `me` paced at `rate` alone, then during a login storm (32 connections logging in
+/// without pause), each for `duration`; prints both.
+async fn storm(
+    svc: &Target,
+    tokens: &Arc<Vec<String>>,
+    emails: &Arc<Vec<String>>,
+    rate: u32,
+    duration: Duration,
+) -> anyhow::Result<(Stats, Stats)> {
+    let alone = load::paced(svc, Op::Me(tokens.clone()), rate, duration).await?;
+    println!("  {:<28} {}", format!("me @{rate}/s alone"), alone.line());
+    let logins = {
+        let svc = svc.clone();
+        let emails = emails.clone();
+        tokio::spawn(async move {
+            load::closed_loop(&svc, Op::Login(emails, PASSWORD.into()), 32, duration).await
+        })
+    };
+    // Let the storm fill the hash queue before measuring.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = load::paced(svc, Op::Me(tokens.clone()), rate, duration).await?;
+    let logins = logins.await??;
+    println!(
+        "  {:<28} {}",
+        format!("me @{rate}/s in login storm"),
+        during.line()
+    );
+    println!("  {:<28} {}", "  (the storm: login, 32 conns)", logins.line());
+    Ok((alone, during))
+}
+
 async fn pair(
     rows: &mut Vec<(String, Stats)>,
     duration: Duration,
