@@ -136,11 +136,14 @@ impl Auth {
             let now = Utc::now();
             let grace =
                 chrono::TimeDelta::from_std(self.policy.refresh_grace).unwrap_or(chrono::TimeDelta::MAX);
-            // Opened only for a token rotated before: the rare path pays the decryption.
-            let successor = token
-                .rotated_at
-                .and(token.successor_sealed.as_deref())
-                .and_then(|sealed| open_successor(presented, sealed));
+            // Read and opened only for a token rotated before: the rare path pays a round
+            // trip and the decryption.
+            let successor = match token.rotated_at {
+                Some(_) => db::refresh_tokens::sealed_successor(tx.conn()?, &token)
+                    .await?
+                    .and_then(|sealed| open_successor(presented, &sealed)),
+                None => None,
+            };
             let decision = decide(&session, &token, successor.is_some(), now, grace);
             match (decision, successor) {
                 (Decision::Rotate, _) => self

@@ -10,7 +10,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::refresh_tokens;
+use super::schema::{refresh_token_successors, refresh_tokens};
 use super::sessions::Session;
 use super::users::{Account, AccountColumns, account_columns};
 
@@ -28,8 +28,6 @@ pub struct RefreshToken {
     pub expires_at: DateTime<Utc>,
     /// When it was exchanged for its successor.
     pub rotated_at: Option<DateTime<Utc>>,
-    /// The successor pair, sealed under this token.
-    pub successor_sealed: Option<Vec<u8>>,
 }
 
 /// Records a newly issued refresh token by its hash.
@@ -116,7 +114,7 @@ const LOCK_FOR_ROTATION: [&str; 3] = [
     concat!(
         "select s.id, s.user_id, s.user_agent, s.created_at, s.last_used_at, s.expires_at, \
          s.absolute_expires_at, s.revoked_at, s.revoked_reason, s.amr, s.acr, s.auth_time, \
-         t.token_hash, t.session_id, t.issued_at, t.expires_at, t.rotated_at, t.successor_sealed, ",
+         t.token_hash, t.session_id, t.issued_at, t.expires_at, t.rotated_at, ",
         account_columns!(),
         ", (select c.locked_until from throttle_counters c where c.key = "
     ),
@@ -157,14 +155,7 @@ impl Query for LockForRotation<'_> {
             Text,
             Timestamptz,
         ),
-        (
-            Bytea,
-            SqlUuid,
-            Timestamptz,
-            Timestamptz,
-            Nullable<Timestamptz>,
-            Nullable<Bytea>,
-        ),
+        (Bytea, SqlUuid, Timestamptz, Timestamptz, Nullable<Timestamptz>),
         AccountColumns,
         Nullable<Timestamptz>,
     );
@@ -188,12 +179,13 @@ pub struct Rotation<'a> {
     pub grace_cutoff: DateTime<Utc>,
 }
 
-/// Records a rotation: stores the child, marks the parent exchanged (keeping the sealed
-/// successor for the grace window), wipes expired sealed successors and touches the
-/// session. One statement (the writes as data-modifying `with` clauses, which see one
-/// snapshot and touch no row twice: the parent is not yet rotated in it, so the wipe
-/// cannot reach it), prepared once per connection; a refresh sends it with its COMMIT
-/// (`db::pipelined`).
+/// Records a rotation: stores the child, marks the parent exchanged, keeps the parent's
+/// sealed successor for the grace window, wipes the sealed successors whose window is
+/// over and touches the session. One statement (the writes as data-modifying `with`
+/// clauses, which see one snapshot: the wipe cannot reach the successor sealed in the
+/// same statement, which is newer than its cut-off anyway), prepared once per
+/// connection; a refresh sends it with its COMMIT (`db::pipelined`). The parent's mark
+/// and the session's touch change no indexed column, so both are updates in place.
 pub async fn record_rotation(mut conn: &AsyncPgConnection, r: &Rotation<'_>) -> QueryResult<()> {
     RecordRotation(r).execute(&mut conn).await.map(drop)
 }
@@ -216,15 +208,24 @@ impl QueryFragment<Pg> for RecordRotation<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.child_expires_at)?;
         out.push_sql(")), mark as (update refresh_tokens set rotated_at = ");
         out.push_bind_param::<Timestamptz, _>(&r.at)?;
-        out.push_sql(", successor_sealed = ");
-        out.push_bind_param::<Bytea, _>(&r.successor_sealed)?;
         out.push_sql(" where token_hash = ");
         out.push_bind_param::<Bytea, _>(&r.parent_hash)?;
-        out.push_sql("), forget as (update refresh_tokens set successor_sealed = null where session_id = ");
+        out.push_sql(
+            "), seal as (insert into refresh_token_successors \
+             (session_id, rotated_at, parent_hash, sealed) values (",
+        );
+        out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&r.at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&r.parent_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bytea, _>(&r.successor_sealed)?;
+        out.push_sql(")), forget as (delete from refresh_token_successors where session_id = ");
         out.push_bind_param::<SqlUuid, _>(&r.session_id)?;
         out.push_sql(" and rotated_at < ");
         out.push_bind_param::<Timestamptz, _>(&r.grace_cutoff)?;
-        out.push_sql(" and successor_sealed is not null) update sessions set last_used_at = ");
+        out.push_sql(") update sessions set last_used_at = ");
         out.push_bind_param::<Timestamptz, _>(&r.at)?;
         out.push_sql(", expires_at = ");
         out.push_bind_param::<Timestamptz, _>(&r.child_expires_at)?;
@@ -239,9 +240,46 @@ impl QueryId for RecordRotation<'_> {
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-/// Forgets every token of a session (a password change re-keys the session).
+/// Forgets every token of a session, and their sealed successors (a password change
+/// re-keys the session).
 pub async fn delete_for_session(conn: &mut AsyncPgConnection, session_id: Uuid) -> QueryResult<usize> {
+    diesel::delete(
+        refresh_token_successors::table.filter(refresh_token_successors::session_id.eq(session_id)),
+    )
+    .execute(conn)
+    .await?;
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::session_id.eq(session_id)))
         .execute(conn)
         .await
+}
+
+/// The successor pair sealed under a rotated token, while its grace window keeps it. A
+/// statement of its own, sent once the token's row is locked: it reads with a snapshot
+/// taken after the lock was granted, so it finds the successor of a rotation that
+/// committed while this refresh waited (the locking read itself sees only the rows it
+/// locked as they are now). Only a token presented again takes this path. A token rotated
+/// by a replica still on the previous release has its seal in `refresh_tokens`.
+pub async fn sealed_successor(
+    conn: &mut AsyncPgConnection,
+    token: &RefreshToken,
+) -> QueryResult<Option<Vec<u8>>> {
+    let Some(rotated_at) = token.rotated_at else {
+        return Ok(None);
+    };
+    let sealed = refresh_token_successors::table
+        .find((token.session_id, rotated_at, &token.token_hash))
+        .select(refresh_token_successors::sealed)
+        .first::<Vec<u8>>(conn)
+        .await
+        .optional()?;
+    if sealed.is_some() {
+        return Ok(sealed);
+    }
+    refresh_tokens::table
+        .find(&token.token_hash)
+        .select(refresh_tokens::successor_sealed)
+        .first::<Option<Vec<u8>>>(conn)
+        .await
+        .optional()
+        .map(Option::flatten)
 }

@@ -133,6 +133,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    refresh_token_successors (session_id, rotated_at, parent_hash) {
+        session_id -> Uuid,
+        rotated_at -> Timestamptz,
+        parent_hash -> Bytea,
+        sealed -> Bytea,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Bytea,
         session_id -> Uuid,
@@ -211,6 +220,7 @@ diesel::joinable!(outbox -> users (user_id));
 diesel::joinable!(passkey_ceremonies -> users (user_id));
 diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(refresh_token_successors -> sessions (session_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
@@ -225,6 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     passkey_ceremonies,
     passkeys,
     recovery_codes,
+    refresh_token_successors,
     refresh_tokens,
     sessions,
     throttle_counters,

@@ -32,7 +32,6 @@ fn token(expires: i64, rotated: Option<i64>) -> RefreshToken {
         issued_at: at(-100),
         expires_at: at(expires),
         rotated_at: rotated.map(at),
-        successor_sealed: rotated.map(|_| vec![1]),
     }
 }
 

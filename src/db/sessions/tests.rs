@@ -167,13 +167,21 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
         ],
         "each statement once"
     );
-    // And the rotation did its four writes: children stored, parents marked with their
-    // sealed successor, sessions touched.
-    use crate::db::schema::{refresh_tokens, sessions};
+    // And the rotation did its writes: children stored, parents marked, their successors
+    // sealed, sessions touched.
+    use crate::db::schema::{refresh_token_successors, refresh_tokens, sessions};
     use diesel::prelude::*;
     let marked: i64 = refresh_tokens::table
-        .filter(refresh_tokens::successor_sealed.eq(b"sealed".to_vec()))
-        .filter(refresh_tokens::rotated_at.is_not_null())
+        .inner_join(
+            refresh_token_successors::table.on(refresh_token_successors::parent_hash
+                .eq(refresh_tokens::token_hash)
+                .and(
+                    refresh_token_successors::rotated_at
+                        .nullable()
+                        .eq(refresh_tokens::rotated_at),
+                )),
+        )
+        .filter(refresh_token_successors::sealed.eq(b"sealed".to_vec()))
         .count()
         .get_result(&mut conn)
         .await
@@ -237,12 +245,8 @@ async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
         (&token.token_hash, token.session_id, token.issued_at)
     );
     assert_eq!(
-        (
-            read.token.expires_at,
-            read.token.rotated_at,
-            &read.token.successor_sealed
-        ),
-        (token.expires_at, token.rotated_at, &token.successor_sealed)
+        (read.token.expires_at, read.token.rotated_at),
+        (token.expires_at, token.rotated_at)
     );
     assert_eq!(
         (
@@ -267,7 +271,7 @@ async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
     );
 
     // One refresh holds the lock and rotates; the other waits for it, then must see the
-    // token rotated.
+    // token rotated, and find its sealed successor.
     let mut other = db.conn().await;
     conn.batch_execute("begin").await.unwrap();
     assert!(lock_for_rotation(&conn, parent, None).await.unwrap().is_some());
@@ -277,8 +281,11 @@ async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
             .await
             .unwrap()
             .unwrap();
+        let sealed = crate::db::refresh_tokens::sealed_successor(&mut other, &read.token)
+            .await
+            .unwrap();
         other.batch_execute("rollback").await.unwrap();
-        read.token.rotated_at
+        (read.token.rotated_at, sealed)
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "the second refresh waits for the lock");
@@ -298,11 +305,16 @@ async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
     .await
     .unwrap();
     conn.batch_execute("commit").await.unwrap();
-    let seen = waiting.await.unwrap();
+    let (seen, sealed) = waiting.await.unwrap();
     assert_eq!(
         seen.map(|t| t.timestamp_micros()),
         Some(now.timestamp_micros()),
         "the waiting refresh reads the rotation it waited for"
+    );
+    assert_eq!(
+        sealed.as_deref(),
+        Some(&b"sealed"[..]),
+        "and its sealed successor"
     );
     drop(conn);
     db.drop().await;
