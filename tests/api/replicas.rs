@@ -5,7 +5,9 @@ use authgraph::auth::jwt::{KeyAlgorithm, SigningKey};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::support::{LOGIN, ME, PASSWORD, REFRESH, REGISTER, REQUEST_RESET, Service, TestDb, code, email};
+use crate::support::{
+    LOGIN, ME, PASSWORD, REFRESH, REGISTER, REQUEST_RESET, Service, TestDb, code, email, eventually,
+};
 
 /// Two production replicas sharing a database and a signing key.
 pub fn two_replicas(db: &TestDb) -> (Service, Service) {
@@ -90,6 +92,14 @@ async fn json_logs_carry_request_and_user_but_no_secrets() {
         .to_owned();
     let access = login["data"]["login"]["accessToken"].as_str().unwrap().to_owned();
 
+    // The answer can arrive before the child's last lines are read from its stdout: wait
+    // for the sign-in's operation line, the last it writes.
+    eventually("the sign-in's lines are read", || async {
+        a.json_lines()
+            .iter()
+            .any(|l| l["message"] == "graphql operation" && l["request_id"] == "trace-login-1")
+    })
+    .await;
     let lines = a.json_lines();
     for line in &lines {
         for key in ["timestamp", "level", "message"] {
