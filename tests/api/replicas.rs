@@ -241,10 +241,15 @@ async fn refresh_rotation_and_reuse_detection_span_replicas() {
         metrics.contains("authgraph_refresh_token_reuse_detections_total 1"),
         "{metrics}"
     );
+    let reused = |l: &serde_json::Value| l["message"] == "refresh token reused: session revoked";
+    eventually("a warning for the reuse", || async {
+        b.json_lines().iter().any(reused)
+    })
+    .await;
     let warned = b
         .json_lines()
         .into_iter()
-        .find(|l| l["message"] == "refresh token reused: session revoked")
+        .find(reused)
         .expect("a warning for the reuse");
     assert_eq!(warned["level"], "WARN");
     assert_eq!(warned["user.id"], registered["data"]["register"]["user"]["id"]);
