@@ -11,6 +11,19 @@ use crate::db::{
     users::{self, NewUser},
 };
 
+/// A user with `email` and `password_hash` (empty: none), named Ada.
+async fn user_of(conn: &AsyncPgConnection, email: &str, password_hash: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    let new = NewUser {
+        id,
+        email,
+        password_hash,
+        display_name: Some("Ada"),
+    };
+    users::insert(conn, &new).await.unwrap();
+    id
+}
+
 async fn session_of(conn: &AsyncPgConnection, user_id: Uuid, expires_in: TimeDelta) -> Uuid {
     let now = Utc::now();
     let id = Uuid::new_v4();
@@ -36,23 +49,8 @@ async fn session_of(conn: &AsyncPgConnection, user_id: Uuid, expires_in: TimeDel
 async fn the_live_owner_is_the_account_as_the_query_builder_reads_it() {
     let db = TestDb::new("sessions").await;
     let mut conn = db.conn().await;
-    let (with_password, without) = (Uuid::new_v4(), Uuid::new_v4());
-    for (id, email, hash) in [
-        (with_password, "a@example.com", "$argon2id$stub"),
-        (without, "b@example.com", ""),
-    ] {
-        users::insert(
-            &conn,
-            &NewUser {
-                id,
-                email,
-                password_hash: hash,
-                display_name: Some("Ada"),
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let with_password = user_of(&conn, "a@example.com", "$argon2id$stub").await;
+    let without = user_of(&conn, "b@example.com", "").await;
     for user_id in [with_password, without] {
         let session = session_of(&conn, user_id, TimeDelta::hours(1)).await;
         let found = find_live_owner(&conn, session, user_id).await.unwrap().unwrap();
@@ -105,15 +103,7 @@ async fn the_hot_writes_are_prepared_once_per_connection() {
     let db = TestDb::new("sessions").await;
     let mut conn = db.conn().await;
     for n in 0..3 {
-        let user_id = Uuid::new_v4();
-        let email = format!("u{n}@example.com");
-        let new = NewUser {
-            id: user_id,
-            email: &email,
-            password_hash: "$argon2id$stub",
-            display_name: None,
-        };
-        users::insert(&conn, &new).await.unwrap();
+        let user_id = user_of(&conn, &format!("u{n}@example.com"), "$argon2id$stub").await;
         let session_id = session_of(&conn, user_id, TimeDelta::hours(1)).await;
         let now = Utc::now();
         let child = Uuid::new_v4();
@@ -207,14 +197,7 @@ async fn the_rotation_lock_reads_the_token_as_the_rotation_before_it_left_it() {
     use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
     let db = TestDb::new("sessions").await;
     let mut conn = db.conn().await;
-    let user_id = Uuid::new_v4();
-    let new = NewUser {
-        id: user_id,
-        email: "a@example.com",
-        password_hash: "$argon2id$stub",
-        display_name: Some("Ada"),
-    };
-    users::insert(&conn, &new).await.unwrap();
+    let user_id = user_of(&conn, "a@example.com", "$argon2id$stub").await;
     let session_id = session_of(&conn, user_id, TimeDelta::hours(1)).await;
     let parent = session_id.as_bytes();
     diesel::sql_query(
